@@ -1,0 +1,1 @@
+"""The vxlaninspect command line (installed as ``vxlaninspect.cli``)."""
