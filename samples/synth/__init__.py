@@ -1,0 +1,1 @@
+"""Builds the synthetic Docker Swarm overlay captures and their Docker metadata."""
