@@ -56,6 +56,33 @@ Decoding rules both decoders follow
   ``Encap.NAT_KEEPALIVE``.
 * ``app`` is the ``AppHint`` of the innermost TCP or UDP payload's first bytes
   (see ``AppHint``); ``AppHint.NONE`` when there is no payload.
+
+Finer points, settled between the two decoders
+----------------------------------------------
+* Link types without an EtherType (NULL, LOOP, RAW, IPV4, IPV6) and tunnels
+  that carry IP directly set ``ethertype`` to 0x0800 or 0x86DD. NULL reads the
+  address family little-endian, LOOP big-endian; an unknown family is an OK,
+  non-IP frame, like an unknown EtherType. A RAW version nibble other than 4 or
+  6, and an unknown link type, are ``UNSUPPORTED`` at ``Layer.LINK``.
+* More than ``MAX_VLAN_TAGS`` tags or ``MAX_IPV6_EXTENSIONS`` extension
+  headers are ``UNSUPPORTED``. An IPv4 header length under 5 words is
+  ``MALFORMED``. ARP cut short is ``TRUNCATED`` at ``Layer.ARP``; ICMP needs
+  its 4 header bytes.
+* A tunnel is counted in ``tunnels`` (and checked against the depth limit)
+  before its header is read. Entering VXLAN, Geneve or GPE clears the inner
+  fields, and a fragmented carrier becomes ``OUTER_FRAGMENT``. ESP keeps its
+  carrier as the inner packet, so a fragmented ESP carrier stays ``FRAGMENT``;
+  ``inner_off`` is 0 for ESP.
+* UDP on an ESP-in-UDP port is always a tunnel: a single 0xFF byte is a NAT
+  keepalive, four zero bytes IKE, anything else ESP; a payload too short to
+  tell is ``MALFORMED`` at ``Layer.ESP``. None of them has a payload or hint.
+  An ESP header cut short keeps the SPI when the SPI was captured.
+* A first fragment whose UDP length runs past the fragment is not malformed:
+  its payload ends with the fragment and ``PAYLOAD_TRUNCATED`` is set.
+* The record's wire length is not consulted: a length the headers claim beyond
+  the captured bytes is a snaplen cut.
+* An IPv6 Jumbo Payload option replaces a payload length of 0 and does not set
+  ``IP_LENGTH_ZERO``.
 """
 
 from __future__ import annotations
