@@ -1,0 +1,730 @@
+"""Flows: packets grouped by node pair, VNI and bidirectional 5-tuple, with their first payload bytes.
+
+A flow's key is the unordered pair of underlay addresses that carried it (none
+for traffic outside any overlay), its VNI (None outside an overlay), its
+transport and the canonical ordering of its two endpoints: side ``a`` is the
+endpoint that sorts first (address, then port), ``b`` the other. The same inner
+5-tuple in two VNIs, or between two node pairs, makes two flows.
+
+``FlowTable`` accumulates packet tables chunk by chunk in one compiled pass
+over a flat open-addressing hash table (one ``int64`` row per slot: the key,
+then the counters), so no Python object exists per packet or per flow until
+``render``. It holds at most ``max_flows`` flows; beyond that it evicts the
+least recently seen, counting them per VNI (a flow seen again after its
+eviction starts afresh and counts again if evicted again). It also keeps the
+first payload bytes of each flow direction, bounded per direction and in
+total, for the inspection stage (``FlowPayloads``). ``Flow`` is the rendered,
+mergeable value of one flow.
+
+All compiled code of this module lives here: numba's cache only notices
+changes to the file that defines a cached function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+from numba import njit
+
+from .addresses import ip_text, join_endpoint
+from .schema import AppHint, Encap, PacketFlag, Status
+from .well_known import well_known_service
+
+DEFAULT_MAX_FLOWS = 1_000_000
+DEFAULT_PAYLOAD_PER_DIRECTION = 64 * 1024
+DEFAULT_PAYLOAD_TOTAL = 256 * 1024 * 1024
+SEGMENT_OVERHEAD = 64
+"""Bytes of the payload budget a kept segment costs besides its data (its time, sequence number, ...),
+so that many tiny segments cannot exceed the budget either."""
+EVICT_FRACTION = 8
+"""A full table evicts ``max_flows // EVICT_FRACTION`` flows at a time (at least one)."""
+
+TRANSPORTS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
+PORTED_TRANSPORTS = frozenset({"tcp", "udp", "sctp"})
+
+PROTOCOL_BY_HINT = (
+    ("http", (AppHint.HTTP_REQUEST, AppHint.HTTP_RESPONSE)),
+    ("resp", (AppHint.RESP_COMMAND,)),
+    ("ssh", (AppHint.SSH,)),
+    ("tls", (AppHint.TLS,)),
+    ("text", (AppHint.TEXT, AppHint.RESP_REPLY)),
+    ("binary", (AppHint.BINARY,)),
+)
+"""The protocol a flow's application hints name, strongest first. A RESP reply alone
+(``+...``, ``-...``) is too weak a sign of Redis: it counts as text."""
+
+# A flow's row in the table (int64 words): its key, then its counters. A pair of
+# counters is indexed by direction (0: a to b, 1: b to a).
+_K_NODE_A_HI, _K_NODE_A_LO, _K_NODE_B_HI, _K_NODE_B_LO = 0, 1, 2, 3
+_K_A_HI, _K_A_LO, _K_B_HI, _K_B_LO = 4, 5, 6, 7
+_K_META = 8  # (vni + 1) << 40 | proto << 32 | a_port << 16 | b_port
+_KEY_WORDS = 9
+_FIRST_TS = 9
+_LAST_TS = 10
+_PACKETS = 11
+_BYTES = 13
+_PAYLOAD = 15
+_SYN_TS = 17  # first SYN without ACK sent in that direction; _NEVER when none
+_CAPTURED = 19  # payload bytes kept for inspection
+_LAST_SEEN = 21  # ordinal of the last packet, for eviction
+_SERIAL = 22  # identity of the flow for its payload segments; _EMPTY in a free slot
+_MARKS = 23  # bit (1 << AppHint) << 16 * direction for each hint seen; bit 32 + direction for a SYN-ACK
+_ROW = 24  # 192 bytes: three cache lines
+
+_BLOCK = 32
+"""Rows whose table slots are looked up together, so that their cache misses overlap."""
+_SAME = -2
+"""In place of a home slot: the packet belongs to the same flow as the packet with a flow before it."""
+
+_NEVER = np.iinfo(np.int64).max
+_EMPTY = -1
+
+_OK = int(Status.OK)
+_ENCAP_NONE = int(Encap.NONE)
+_ENCAP_LAST_OVERLAY = int(Encap.VXLAN_GPE)  # NONE, VXLAN, GENEVE, VXLAN_GPE carry flows
+_FRAGMENT = int(PacketFlag.FRAGMENT)
+_TCP, _UDP, _SCTP = 6, 17, 132
+_SYN, _ACK = 0x02, 0x10
+
+_SEED = np.uint64(0x9E3779B97F4A7C15)
+_MIX_LO = np.uint64(0x9E3779B1)  # 32-bit factors: no product of them with a 32-bit half overflows
+_MIX_HI = np.uint64(0x85EBCA77)
+_LOW32 = np.uint64(0xFFFF_FFFF)
+_S16, _S29, _S32, _S40 = np.uint64(16), np.uint64(29), np.uint64(32), np.uint64(40)
+_ZERO = np.uint64(0)
+
+
+@njit(cache=True, nogil=True)
+def _mix(h, w):
+    h = h ^ w
+    h = ((h & _LOW32) * _MIX_LO) ^ ((h >> _S32) * _MIX_HI)
+    return h ^ (h >> _S29)
+
+
+@njit(cache=True, nogil=True)
+def _home(key, mask):
+    """The slot where probing for ``key`` (``_KEY_WORDS`` int64) starts."""
+    h = _SEED
+    for k in range(_KEY_WORDS):
+        h = _mix(h, np.uint64(key[k]))
+    return np.int64(h & np.uint64(mask))
+
+
+@njit(cache=True, nogil=True)
+def _probe(table, key, slot, mask):
+    """The slot holding ``key``, or the free slot where it belongs, from ``slot`` on."""
+    while table[slot, _SERIAL] != _EMPTY:
+        same = True
+        for k in range(_KEY_WORDS):
+            if table[slot, k] != key[k]:
+                same = False
+                break
+        if same:
+            return slot
+        slot = (slot + 1) & mask
+    return slot
+
+
+@njit(cache=True, nogil=True)
+def _rehash(old, new):
+    """Copy the flows of ``old`` into ``new``, whose slots are all free."""
+    mask = len(new) - 1
+    for s in range(len(old)):
+        if old[s, _SERIAL] != _EMPTY:
+            slot = _probe(new, old[s], _home(old[s], mask), mask)
+            new[slot, :] = old[s, :]
+
+
+@njit(cache=True, nogil=True)
+def _flow_key(r, key):
+    """Write the key of packet ``r``'s flow into ``key`` (uint64); its direction, or -1 when it has no flow."""
+    encap = int(r["encap"])
+    if int(r["status"]) != _OK or int(r["ipver"]) == 0 or encap > _ENCAP_LAST_OVERLAY:
+        return -1
+    proto = int(r["proto"])
+    ported = proto == _TCP or proto == _UDP or proto == _SCTP
+    sport = int(r["sport"]) if ported else 0
+    dport = int(r["dport"]) if ported else 0
+    if ported and sport == 0 and dport == 0 and int(r["flags"]) & _FRAGMENT:
+        return -1  # a later fragment: its ports are in the first one
+    s_hi, s_lo, d_hi, d_lo = r["src_hi"], r["src_lo"], r["dst_hi"], r["dst_lo"]
+    if s_hi < d_hi or (s_hi == d_hi and (s_lo < d_lo or (s_lo == d_lo and sport <= dport))):
+        d = 0
+        key[_K_A_HI], key[_K_A_LO], key[_K_B_HI], key[_K_B_LO] = s_hi, s_lo, d_hi, d_lo
+        a_port, b_port = sport, dport
+    else:
+        d = 1
+        key[_K_A_HI], key[_K_A_LO], key[_K_B_HI], key[_K_B_LO] = d_hi, d_lo, s_hi, s_lo
+        a_port, b_port = dport, sport
+    vni = -1
+    if encap == _ENCAP_NONE:
+        key[_K_NODE_A_HI] = key[_K_NODE_A_LO] = key[_K_NODE_B_HI] = key[_K_NODE_B_LO] = _ZERO
+    else:
+        vni = int(r["vni"])
+        os_hi, os_lo, od_hi, od_lo = r["o_src_hi"], r["o_src_lo"], r["o_dst_hi"], r["o_dst_lo"]
+        if os_hi < od_hi or (os_hi == od_hi and os_lo <= od_lo):
+            key[_K_NODE_A_HI], key[_K_NODE_A_LO], key[_K_NODE_B_HI], key[_K_NODE_B_LO] = os_hi, os_lo, od_hi, od_lo
+        else:
+            key[_K_NODE_A_HI], key[_K_NODE_A_LO], key[_K_NODE_B_HI], key[_K_NODE_B_LO] = od_hi, od_lo, os_hi, os_lo
+    key[_K_META] = (
+        (np.uint64(vni + 1) << _S40) | (np.uint64(proto) << _S32) | (np.uint64(a_port) << _S16) | np.uint64(b_port)
+    )
+    return d
+
+
+@njit(cache=True, nogil=True)
+def _count(table, slot, r, d, ordinal):
+    """Add packet ``r``, sent in direction ``d``, to the flow in ``slot``."""
+    ts = r["ts_ns"]
+    table[slot, _FIRST_TS] = min(table[slot, _FIRST_TS], ts)
+    table[slot, _LAST_TS] = max(table[slot, _LAST_TS], ts)
+    table[slot, _PACKETS + d] += 1
+    table[slot, _BYTES + d] += r["wirelen"]
+    table[slot, _PAYLOAD + d] += r["payload_wire"]
+    if int(r["proto"]) == _TCP:
+        flags = int(r["tcp_flags"])
+        if flags & _SYN:
+            if flags & _ACK:
+                table[slot, _MARKS] |= 1 << (32 + d)
+            elif ts < table[slot, _SYN_TS + d]:
+                table[slot, _SYN_TS + d] = ts
+    app = int(r["app"])
+    if app:
+        table[slot, _MARKS] |= 1 << (app + 16 * d)
+    table[slot, _LAST_SEEN] = ordinal
+
+
+@njit(cache=True, nogil=True)
+def _accumulate(
+    rows, start, ordinal0, table, n, limit, next_serial, row_serial, row_dir, row_take, per_direction, budget,
+):  # fmt: skip
+    """Add ``rows[start:]`` to the table; stop early, returning the row reached, when a new flow finds it full.
+
+    Returns ``(row reached, flows, next serial, budget left, the xor of the
+    words read ahead)``. For each row, ``row_serial`` gets its flow's serial (-1 for
+    a packet that is not part of a flow), ``row_dir`` its direction,
+    ``row_take`` how many payload bytes to keep.
+
+    Rows go in blocks: the keys and home slots of a block are computed first,
+    then the first word of each slot's three cache lines is read (their xor is
+    returned so the reads are not optimised away), so the block's cache misses
+    are in flight together before the probing needs them. A packet of the same
+    flow as the one before skips the lookup.
+    """
+    mask = len(table) - 1
+    keys = np.empty((_BLOCK, _KEY_WORDS), dtype=np.uint64)
+    ikeys = keys.view(np.int64)
+    dirs = np.empty(_BLOCK, dtype=np.int64)
+    homes = np.empty(_BLOCK, dtype=np.int64)
+    last_key = np.zeros(_KEY_WORDS, dtype=np.uint64)  # the key of the last packet with a flow, once there is one
+    have_last = False
+    slot = 0
+    read_ahead = 0
+    block = start
+    while block < len(rows):
+        end = min(block + _BLOCK, len(rows))
+        for i in range(block, end):
+            j = i - block
+            dirs[j] = _flow_key(rows[i], keys[j])
+            if dirs[j] < 0:
+                continue
+            same = have_last
+            for k in range(_KEY_WORDS):
+                same = same and keys[j, k] == last_key[k]
+            homes[j] = _SAME if same else _home(ikeys[j], mask)
+            last_key[:] = keys[j]
+            have_last = True
+        for j in range(end - block):
+            if dirs[j] >= 0 and homes[j] != _SAME:
+                read_ahead ^= table[homes[j], 0] ^ table[homes[j], 8] ^ table[homes[j], 16]
+        for i in range(block, end):
+            j = i - block
+            d = dirs[j]
+            row_serial[i] = -1
+            row_take[i] = 0
+            if d < 0:
+                continue
+            if homes[j] != _SAME:
+                slot = _probe(table, ikeys[j], homes[j], mask)
+            if table[slot, _SERIAL] == _EMPTY:
+                if n == limit:
+                    return i, n, next_serial, budget, read_ahead
+                n += 1
+                table[slot, :_KEY_WORDS] = ikeys[j]
+                table[slot, _KEY_WORDS:] = 0
+                table[slot, _FIRST_TS] = table[slot, _LAST_TS] = rows[i]["ts_ns"]
+                table[slot, _SYN_TS] = table[slot, _SYN_TS + 1] = _NEVER
+                table[slot, _SERIAL] = next_serial
+                next_serial += 1
+            _count(table, slot, rows[i], d, ordinal0 + i)
+            row_serial[i] = table[slot, _SERIAL]
+            row_dir[i] = d
+            size = int(rows[i]["payload_len"])
+            room = per_direction - table[slot, _CAPTURED + d]
+            if size > 0 and room > 0 and budget > SEGMENT_OVERHEAD:
+                take = min(size, room, budget - SEGMENT_OVERHEAD)
+                table[slot, _CAPTURED + d] += take
+                budget -= take + SEGMENT_OVERHEAD
+                row_take[i] = take
+        block = end
+    return len(rows), n, next_serial, budget, read_ahead
+
+
+@njit(cache=True, nogil=True)
+def _gather(data, starts, lengths, out):
+    """Copy ``data[starts[k]:starts[k] + lengths[k]]`` for every ``k``, back to back, into ``out``."""
+    p = 0
+    for k in range(len(starts)):
+        size = lengths[k]
+        out[p : p + size] = data[starts[k] : starts[k] + size]
+        p += size
+
+
+class Direction(IntEnum):
+    """A direction of a flow, as the inspection stage sees it."""
+
+    CLIENT_TO_SERVER = 0
+    SERVER_TO_CLIENT = 1
+
+
+def transport_name(proto: int) -> str:
+    """``"tcp"``, ``"udp"``, ``"icmp"``, ... or ``"ip-<number>"``."""
+    return TRANSPORTS.get(proto, f"ip-{proto}")
+
+
+def _port(endpoint: str) -> int:
+    return int(endpoint.rsplit(":", 1)[1])
+
+
+def _earliest(x: int | None, y: int | None) -> int | None:
+    if x is None:
+        return y
+    if y is None:
+        return x
+    return min(x, y)
+
+
+def _either(x: str | None, y: str | None) -> str | None:
+    """The one that is known; the first in sort order when both are."""
+    if x is None:
+        return y
+    if y is None:
+        return x
+    return min(x, y)
+
+
+def _protocol_of_hints(hints: int) -> str | None:
+    for name, members in PROTOCOL_BY_HINT:
+        if any(hints & (1 << int(member)) for member in members):
+            return name
+    return None
+
+
+_PROTOCOLS = tuple(_protocol_of_hints(bits) for bits in range(1 << (max(AppHint) + 1)))
+
+
+def protocol_of_hints(hints: int) -> str | None:
+    """The protocol a bit set of ``AppHint`` values names (see ``PROTOCOL_BY_HINT``), or None without payload."""
+    return _PROTOCOLS[hints]
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """One flow, as counted: pairs are indexed by side (0 for ``a``, 1 for ``b``).
+
+    ``a`` and ``b`` are the endpoints in canonical order (``a`` sorts first);
+    ``sent_*[0]`` is what ``a`` sent to ``b``. Roles, protocol and totals are
+    derived from these counts, so two counts of the same flow add up (``+``)
+    to the count of the whole whatever the split.
+    """
+
+    vni: int | None
+    underlay: tuple[str, str] | None  # the node pair's underlay addresses, None outside an overlay
+    transport: str
+    a: str
+    b: str
+    first_ts: int
+    last_ts: int
+    sent_packets: tuple[int, int]
+    sent_bytes: tuple[int, int]  # frame bytes on the wire
+    sent_payload: tuple[int, int]  # TCP/UDP payload bytes the headers claim
+    syn_ts: tuple[int | None, int | None]  # first SYN (without ACK) each side sent
+    synack: tuple[bool, bool]  # whether each side sent a SYN-ACK
+    hints: tuple[int, int]  # bit (1 << AppHint) for each hint seen from each side
+    names: tuple[str | None, None | str] = (None, None)  # service of each side's address, from metadata
+    inspected: str | None = None  # protocol the inspection stage identified
+
+    client_side: int = field(init=False, repr=False, compare=False)
+    """0 when ``a`` is the client, 1 when ``b`` is.
+
+    The first SYN's sender is the client; else the SYN-ACK's receiver; else the
+    side whose port is a well-known service's, or failing that the lower port,
+    is the server.
+    """
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "client_side", self._client_side())
+
+    def _client_side(self) -> int:
+        syn_a, syn_b = self.syn_ts
+        if syn_a is not None or syn_b is not None:
+            return 0 if syn_b is None or (syn_a is not None and syn_a <= syn_b) else 1
+        if self.synack[0] != self.synack[1]:
+            return 1 if self.synack[0] else 0
+        if self.transport in PORTED_TRANSPORTS:
+            port_a, port_b = _port(self.a), _port(self.b)
+            known_a = well_known_service(port_a, self.transport) is not None
+            known_b = well_known_service(port_b, self.transport) is not None
+            if known_a != known_b:
+                return 1 if known_a else 0
+            if port_a != port_b:
+                return 1 if port_a < port_b else 0
+        return 0
+
+    @property
+    def key(self) -> tuple:
+        """What identifies the flow: equal keys are the same flow."""
+        return (self.vni, self.underlay, self.transport, self.a, self.b)
+
+    def _side(self, client: bool) -> int:
+        c = self.client_side
+        return c if client else 1 - c
+
+    @property
+    def client(self) -> str:
+        return (self.a, self.b)[self._side(True)]
+
+    @property
+    def server(self) -> str:
+        return (self.a, self.b)[self._side(False)]
+
+    @property
+    def client_packets(self) -> int:
+        return self.sent_packets[self._side(True)]
+
+    @property
+    def server_packets(self) -> int:
+        return self.sent_packets[self._side(False)]
+
+    @property
+    def client_bytes(self) -> int:
+        return self.sent_bytes[self._side(True)]
+
+    @property
+    def server_bytes(self) -> int:
+        return self.sent_bytes[self._side(False)]
+
+    @property
+    def client_payload_bytes(self) -> int:
+        return self.sent_payload[self._side(True)]
+
+    @property
+    def server_payload_bytes(self) -> int:
+        return self.sent_payload[self._side(False)]
+
+    @property
+    def packets(self) -> int:
+        return self.sent_packets[0] + self.sent_packets[1]
+
+    @property
+    def bytes(self) -> int:
+        return self.sent_bytes[0] + self.sent_bytes[1]
+
+    @property
+    def payload_bytes(self) -> int:
+        return self.sent_payload[0] + self.sent_payload[1]
+
+    @property
+    def handshake(self) -> bool:
+        """Whether a SYN and the SYN-ACK answering it were both seen."""
+        return (self.syn_ts[0] is not None and self.synack[1]) or (self.syn_ts[1] is not None and self.synack[0])
+
+    @property
+    def protocol(self) -> str | None:
+        """The inspected protocol, else the one the application hints name; None without payload."""
+        return self.inspected or protocol_of_hints(self.hints[0] | self.hints[1])
+
+    @property
+    def server_port(self) -> int | None:
+        return _port(self.server) if self.transport in PORTED_TRANSPORTS else None
+
+    @property
+    def service(self) -> str | None:
+        """The server's service: from metadata, else the well-known service of its port."""
+        name = self.names[self._side(False)]
+        if name is None and self.transport in PORTED_TRANSPORTS:
+            name = well_known_service(_port(self.server), self.transport)
+        return name
+
+    def __add__(self, other: Flow) -> Flow:
+        if other.key != self.key:
+            raise ValueError(f"cannot add counts of two different flows: {self.key} and {other.key}")
+        return Flow(
+            vni=self.vni,
+            underlay=self.underlay,
+            transport=self.transport,
+            a=self.a,
+            b=self.b,
+            first_ts=min(self.first_ts, other.first_ts),
+            last_ts=max(self.last_ts, other.last_ts),
+            sent_packets=_pair_sum(self.sent_packets, other.sent_packets),
+            sent_bytes=_pair_sum(self.sent_bytes, other.sent_bytes),
+            sent_payload=_pair_sum(self.sent_payload, other.sent_payload),
+            syn_ts=(_earliest(self.syn_ts[0], other.syn_ts[0]), _earliest(self.syn_ts[1], other.syn_ts[1])),
+            synack=(self.synack[0] or other.synack[0], self.synack[1] or other.synack[1]),
+            hints=(self.hints[0] | other.hints[0], self.hints[1] | other.hints[1]),
+            names=(_either(self.names[0], other.names[0]), _either(self.names[1], other.names[1])),
+            inspected=_either(self.inspected, other.inspected),
+        )
+
+
+def _pair_sum(x: tuple[int, int], y: tuple[int, int]) -> tuple[int, int]:
+    return x[0] + y[0], x[1] + y[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A kept TCP/UDP payload: the first bytes of a flow direction, in capture order."""
+
+    ts_ns: int
+    seq: int  # TCP sequence number (0 for UDP)
+    tcp_flags: int
+    data: bytes  # the kept bytes: possibly fewer than captured, when a bound was reached
+    wire_len: int  # payload bytes the headers claim
+
+
+class FlowPayloads:
+    """The kept payload segments of each flow direction, looked up by ``Flow``."""
+
+    def __init__(
+        self,
+        serial_of: dict[tuple, int],
+        ranges: dict[tuple[int, int], tuple[int, int]],
+        meta: dict[str, np.ndarray],
+        data: np.ndarray,
+        flows: tuple[Flow, ...],
+    ) -> None:
+        self._serial_of = serial_of
+        self._ranges = ranges
+        self._meta = meta
+        self._data = data
+        self._flows = flows
+
+    def flows(self) -> Iterator[Flow]:
+        """The flows with at least one kept segment."""
+        for flow in self._flows:
+            serial = self._serial_of.get(flow.key)
+            if (serial, 0) in self._ranges or (serial, 1) in self._ranges:
+                yield flow
+
+    def segments(self, flow: Flow, direction: Direction) -> tuple[Segment, ...]:
+        """The kept segments ``flow`` carried in ``direction``, in capture order."""
+        side = flow.client_side if direction == Direction.CLIENT_TO_SERVER else 1 - flow.client_side
+        span = self._ranges.get((self._serial_of.get(flow.key, -1), side))
+        if span is None:
+            return ()
+        m = self._meta
+        return tuple(
+            Segment(
+                ts_ns=int(m["ts"][k]),
+                seq=int(m["seq"][k]),
+                tcp_flags=int(m["flags"][k]),
+                data=self._data[int(m["start"][k]) : int(m["start"][k]) + int(m["take"][k])].tobytes(),
+                wire_len=int(m["wire"][k]),
+            )
+            for k in range(*span)
+        )
+
+    @property
+    def kept_bytes(self) -> int:
+        return len(self._data)
+
+
+Namer = Callable[[int | None, str], str | None]
+"""Names the service of an address (text) in a VNI (None outside overlays), or None."""
+
+
+def _no_names(vni: int | None, ip: str) -> str | None:
+    return None
+
+
+def _time(ns: int) -> int | None:
+    return None if ns == _NEVER else ns
+
+
+class FlowTable:
+    """Flows of the packet tables added so far, with bounded payload prefixes per direction."""
+
+    def __init__(
+        self,
+        max_flows: int = DEFAULT_MAX_FLOWS,
+        payload_per_direction: int = DEFAULT_PAYLOAD_PER_DIRECTION,
+        payload_total: int = DEFAULT_PAYLOAD_TOTAL,
+    ) -> None:
+        if max_flows < 1:
+            raise ValueError(f"max_flows must be at least 1, not {max_flows}")
+        if payload_per_direction < 0 or payload_total < 0:
+            raise ValueError("payload bounds cannot be negative")
+        self.max_flows = max_flows
+        self.payload_per_direction = payload_per_direction
+        self._budget = payload_total
+        self._n = 0
+        self._ordinal = 0
+        self._next_serial = 0
+        self._allocate(min(max_flows, 1024))
+        self.evicted: dict[int | None, int] = {}
+        """Flows evicted to stay within ``max_flows``, per VNI (None outside overlays)."""
+        self._segments: list[dict[str, np.ndarray]] = []
+        self._segment_data: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def evicted_total(self) -> int:
+        return sum(self.evicted.values())
+
+    def _allocate(self, flows: int) -> None:
+        """A table with room for ``flows`` flows (half its slots), holding the flows held so far."""
+        table = np.empty((1 << (2 * flows - 1).bit_length(), _ROW), dtype=np.int64)  # a flow's insertion fills its row
+        table[:, _SERIAL] = _EMPTY
+        if self._n:
+            _rehash(self._table, table)
+        self._table = table
+        self._room = flows
+
+    def _make_room(self) -> None:
+        if self._room < self.max_flows:
+            self._allocate(min(2 * self._room, self.max_flows))
+            return
+        held = np.flatnonzero(self._table[:, _SERIAL] != _EMPTY)
+        count = max(1, self.max_flows // EVICT_FRACTION)
+        oldest = held[np.argpartition(self._table[held, _LAST_SEEN], count - 1)[:count]]
+        vnis, per_vni = np.unique(self._vnis(self._table[oldest]), return_counts=True)
+        for vni, evicted in zip(vnis.tolist(), per_vni.tolist()):
+            key = None if vni < 0 else vni
+            self.evicted[key] = self.evicted.get(key, 0) + evicted
+        self._table[oldest, _SERIAL] = _EMPTY
+        self._n -= count
+        self._allocate(self._room)  # probing needs the evicted slots' followers moved up
+
+    @staticmethod
+    def _vnis(rows: np.ndarray) -> np.ndarray:
+        return (rows[:, _K_META].view(np.uint64) >> np.uint64(40)).astype(np.int64) - 1
+
+    def add(self, rows: np.ndarray, data: np.ndarray | None = None) -> None:
+        """Count the packets of ``rows`` (``PACKET_DTYPE``); keep payload prefixes from ``data``, their buffer."""
+        count = len(rows)
+        serial = np.empty(count, dtype=np.int64)
+        direction = np.empty(count, dtype=np.uint8)
+        take = np.empty(count, dtype=np.int64)
+        budget = self._budget if data is not None else 0
+        start = 0
+        while True:
+            start, self._n, self._next_serial, budget, _ = _accumulate(
+                rows, start, self._ordinal, self._table, self._n, self._room, self._next_serial,
+                serial, direction, take, self.payload_per_direction, budget,
+            )  # fmt: skip
+            if start == count:
+                break
+            self._make_room()
+        self._ordinal += count
+        if data is not None and budget != self._budget:
+            self._budget = budget
+            self._keep(rows, data, serial, direction, take)
+
+    def _keep(self, rows, data, serial, direction, take) -> None:
+        chosen = np.flatnonzero(take)
+        picked = rows[chosen]
+        lengths = take[chosen]
+        out = np.empty(int(lengths.sum()), dtype=np.uint8)
+        starts = picked["data_start"] + picked["payload_off"].astype(np.int64)
+        _gather(np.asarray(data, dtype=np.uint8), starts, lengths, out)
+        offset = sum(len(chunk) for chunk in self._segment_data)
+        self._segment_data.append(out)
+        self._segments.append(
+            {
+                "serial": serial[chosen],
+                "dir": direction[chosen],
+                "ts": picked["ts_ns"],
+                "seq": picked["tcp_seq"],
+                "flags": picked["tcp_flags"],
+                "wire": picked["payload_wire"],
+                "take": lengths,
+                "start": offset + np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64),
+            }
+        )
+
+    def render(self, namer: Namer = _no_names) -> tuple[tuple[Flow, ...], FlowPayloads]:
+        """The flows held, as values (``namer`` names the service of each endpoint), and their kept payloads."""
+        held = self._table[self._table[:, _SERIAL] != _EMPTY]
+        n = len(held)
+        meta = held[:, _K_META].view(np.uint64)
+        vnis = self._vnis(held).tolist()
+        protos = ((meta >> np.uint64(32)) & np.uint64(0xFF)).tolist()
+        ports_a = ((meta >> np.uint64(16)) & np.uint64(0xFFFF)).tolist()
+        ports_b = (meta & np.uint64(0xFFFF)).tolist()
+        words = held[:, :_K_META].view(np.uint64).tolist()
+        cols = held.tolist()
+        texts: dict[tuple[int, int], str] = {}
+        names: dict[tuple[int | None, str], str | None] = {}
+
+        def text(hi: int, lo: int) -> str:
+            found = texts.get((hi, lo))
+            if found is None:
+                found = texts[(hi, lo)] = ip_text(hi, lo)
+            return found
+
+        def name(vni: int | None, ip: str) -> str | None:
+            if (vni, ip) not in names:
+                names[(vni, ip)] = namer(vni, ip)
+            return names[(vni, ip)]
+
+        flows = []
+        for k in range(n):
+            vni = None if vnis[k] < 0 else vnis[k]
+            w, cc, proto = words[k], cols[k], protos[k]
+            transport = transport_name(proto)
+            ported = transport in PORTED_TRANSPORTS
+            ip_a, ip_b = text(w[_K_A_HI], w[_K_A_LO]), text(w[_K_B_HI], w[_K_B_LO])
+            underlay = None
+            if vni is not None:
+                underlay = (text(w[_K_NODE_A_HI], w[_K_NODE_A_LO]), text(w[_K_NODE_B_HI], w[_K_NODE_B_LO]))
+            flows.append(
+                Flow(
+                    vni=vni,
+                    underlay=underlay,
+                    transport=transport,
+                    a=join_endpoint(ip_a, ports_a[k] if ported else None),
+                    b=join_endpoint(ip_b, ports_b[k] if ported else None),
+                    first_ts=cc[_FIRST_TS],
+                    last_ts=cc[_LAST_TS],
+                    sent_packets=(cc[_PACKETS], cc[_PACKETS + 1]),
+                    sent_bytes=(cc[_BYTES], cc[_BYTES + 1]),
+                    sent_payload=(cc[_PAYLOAD], cc[_PAYLOAD + 1]),
+                    syn_ts=(_time(cc[_SYN_TS]), _time(cc[_SYN_TS + 1])),
+                    synack=(bool(cc[_MARKS] >> 32 & 1), bool(cc[_MARKS] >> 33 & 1)),
+                    hints=(cc[_MARKS] & 0xFFFF, cc[_MARKS] >> 16 & 0xFFFF),
+                    names=(name(vni, ip_a), name(vni, ip_b)),
+                )
+            )
+        flows_t = tuple(flows)
+        return flows_t, self._payloads(flows_t, held[:, _SERIAL])
+
+    def _payloads(self, flows: tuple[Flow, ...], serials: np.ndarray) -> FlowPayloads:
+        serial_of = {flow.key: int(s) for flow, s in zip(flows, serials.tolist())}
+        if not self._segments:
+            return FlowPayloads(serial_of, {}, {}, np.empty(0, dtype=np.uint8), flows)
+        meta = {name: np.concatenate([s[name] for s in self._segments]) for name in self._segments[0]}
+        order = np.lexsort((meta["dir"], meta["serial"]))  # stable: capture order within a direction
+        meta = {name: column[order] for name, column in meta.items()}
+        groups = meta["serial"] * 2 + meta["dir"]
+        firsts = np.flatnonzero(np.concatenate(([True], groups[1:] != groups[:-1])))
+        ends = np.append(firsts[1:], len(groups))
+        ranges = {
+            (int(groups[f]) >> 1, int(groups[f]) & 1): (int(f), int(e)) for f, e in zip(firsts.tolist(), ends.tolist())
+        }
+        return FlowPayloads(serial_of, ranges, meta, np.concatenate(self._segment_data), flows)

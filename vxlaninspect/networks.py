@@ -1,0 +1,227 @@
+"""Overlay networks and the services in them, derived from tunnels and flows, with a verdict each.
+
+What is known of a VNI besides its traffic (its name, subnets, whether metadata
+declares it encrypted or the caller expects it to be) is a ``NetworkInfo``;
+its traffic is in the tunnels (per VNI) and flows. ``networks()`` joins them
+into one ``Network`` row per VNI, ``services()`` groups flows by server.
+
+Verdicts:
+
+``plaintext``   cleartext overlay traffic carried application payload;
+``no-payload``  cleartext overlay traffic, but only handshakes, ARP, ICMP;
+``encrypted``   declared or expected encrypted, not seen in cleartext, and ESP
+                crossed between the nodes;
+``violation``   declared or expected encrypted, yet seen in cleartext;
+``unseen``      neither seen in cleartext nor shown encrypted by ESP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+from .addresses import join_endpoint, split_endpoint
+from .flows import PORTED_TRANSPORTS, PROTOCOL_BY_HINT, Flow
+from .tunnels import ESP_ENCAPS, OVERLAY_ENCAPS, Tunnel
+
+
+class Verdict(str, Enum):
+    PLAINTEXT = "plaintext"
+    NO_PAYLOAD = "no-payload"
+    ENCRYPTED = "encrypted"
+    VIOLATION = "violation"
+    UNSEEN = "unseen"
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """What is known of one VNI besides its traffic."""
+
+    vni: int
+    name: str | None = None  # from metadata
+    subnets: tuple[str, ...] = ()
+    declared_encrypted: bool = False  # metadata marks the network encrypted
+    expected_encrypted: bool = False  # the caller expects it encrypted
+    evicted_flows: int = 0  # flows of this VNI dropped from the flow table to stay within its bound
+
+    def __add__(self, other: NetworkInfo) -> NetworkInfo:
+        if other.vni != self.vni:
+            raise ValueError(f"cannot add what is known of VNI {self.vni} and VNI {other.vni}")
+        if self.name is None or other.name is None:
+            name = self.name if other.name is None else other.name
+        else:
+            name = min(self.name, other.name)
+        return NetworkInfo(
+            vni=self.vni,
+            name=name,
+            subnets=tuple(sorted(set(self.subnets) | set(other.subnets))),
+            declared_encrypted=self.declared_encrypted or other.declared_encrypted,
+            expected_encrypted=self.expected_encrypted or other.expected_encrypted,
+            evicted_flows=self.evicted_flows + other.evicted_flows,
+        )
+
+
+@dataclass(frozen=True)
+class Service:
+    """A server (address, port, transport) in one VNI, with the flows it answered."""
+
+    vni: int | None
+    ip: str
+    port: int
+    transport: str
+    name: str | None
+    protocol: str | None
+    leaked: bool  # application payload crossed in cleartext
+    flows: int
+    clients: int  # distinct client addresses
+    packets: int
+    bytes: int
+    payload_bytes: int
+    first_ts: int
+    last_ts: int
+
+    @property
+    def label(self) -> str:
+        """The name, else ``ip:port``."""
+        return self.name or join_endpoint(self.ip, self.port)
+
+
+@dataclass(frozen=True)
+class Network:
+    """One VNI: what is known of it, what crossed, and the verdict."""
+
+    vni: int
+    name: str
+    subnets: tuple[str, ...]
+    declared_encrypted: bool
+    expected_encrypted: bool
+    verdict: Verdict
+    packets: int  # cleartext overlay packets
+    bytes: int
+    payload_packets: int
+    payload_bytes: int
+    flows: int  # including evicted ones
+    evicted_flows: int
+    services: tuple[str, ...]  # labels of the services seen in it
+    spis: tuple[int, ...]  # SPIs of the ESP that makes an encrypted verdict
+    rotations: int  # key rotations among those SPIs
+    first_ts: int | None
+    last_ts: int | None
+
+    @property
+    def subnet(self) -> str | None:
+        return self.subnets[0] if self.subnets else None
+
+
+def _protocol_rank(protocol: str | None) -> int:
+    names = [name for name, _ in PROTOCOL_BY_HINT]
+    return names.index(protocol) if protocol in names else (len(names) if protocol else len(names) + 1)
+
+
+def services(flows: Iterable[Flow]) -> tuple[Service, ...]:
+    """One ``Service`` per (VNI, server address, port, transport) of the TCP/UDP/SCTP flows."""
+    groups: dict[tuple, list[Flow]] = {}
+    for flow in flows:
+        if flow.transport in PORTED_TRANSPORTS:
+            ip, port = split_endpoint(flow.server)
+            groups.setdefault((flow.vni, ip, port, flow.transport), []).append(flow)
+    result = []
+    for (vni, ip, port, transport), members in groups.items():
+        named = sorted({f.service for f in members if f.service})
+        protocols = sorted({f.protocol for f in members if f.protocol}, key=lambda p: (_protocol_rank(p), p))
+        result.append(
+            Service(
+                vni=vni,
+                ip=ip,
+                port=port,
+                transport=transport,
+                name=named[0] if named else None,
+                protocol=protocols[0] if protocols else None,
+                leaked=any(f.payload_bytes > 0 for f in members),
+                flows=len(members),
+                clients=len({split_endpoint(f.client)[0] for f in members}),
+                packets=sum(f.packets for f in members),
+                bytes=sum(f.bytes for f in members),
+                payload_bytes=sum(f.payload_bytes for f in members),
+                first_ts=min(f.first_ts for f in members),
+                last_ts=max(f.last_ts for f in members),
+            )
+        )
+    return tuple(sorted(result, key=lambda s: (s.vni is None, s.vni or 0, s.ip, s.port, s.transport)))
+
+
+def encryption_evidence(tunnels: Iterable[Tunnel]) -> tuple[Tunnel, ...]:
+    """The ESP tunnels that show overlays encrypted: those between known nodes if any are, else all."""
+    esp = [t for t in tunnels if t.encap in ESP_ENCAPS]
+    between_nodes = [t for t in esp if t.src_node and t.dst_node]
+    return tuple(between_nodes or esp)
+
+
+def verdict(info: NetworkInfo, cleartext_packets: int, payload_packets: int, esp: bool) -> Verdict:
+    """The verdict on a VNI from what crossed in cleartext and whether ESP crossed between the nodes."""
+    must_encrypt = info.declared_encrypted or info.expected_encrypted
+    if cleartext_packets:
+        if must_encrypt:
+            return Verdict.VIOLATION
+        return Verdict.PLAINTEXT if payload_packets else Verdict.NO_PAYLOAD
+    if must_encrypt and esp:
+        return Verdict.ENCRYPTED
+    return Verdict.UNSEEN
+
+
+def networks(
+    infos: Iterable[NetworkInfo],
+    tunnels: Iterable[Tunnel],
+    flows: Iterable[Flow],
+    service_rows: Iterable[Service],
+) -> tuple[Network, ...]:
+    """One ``Network`` per VNI known or seen in cleartext, sorted by VNI."""
+    tunnels = tuple(tunnels)
+    known = {info.vni: info for info in infos}
+    traffic: dict[int, list] = {}
+    for tunnel in tunnels:
+        if tunnel.encap in OVERLAY_ENCAPS:
+            for t in tunnel.vni_traffic:
+                traffic.setdefault(t.vni, []).append(t)
+    flow_counts: dict[int, int] = {}
+    for flow in flows:
+        if flow.vni is not None:
+            flow_counts[flow.vni] = flow_counts.get(flow.vni, 0) + 1
+    labels: dict[int, set[str]] = {}
+    for service in service_rows:
+        if service.vni is not None:
+            labels.setdefault(service.vni, set()).add(service.label)
+    evidence = encryption_evidence(tunnels)
+    spis = tuple(sorted({spi for t in evidence for spi in t.spis}))
+    rotations = sum(len(t.rotations) for t in evidence)
+    rows = []
+    for vni in sorted(set(known) | set(traffic)):
+        info = known.get(vni, NetworkInfo(vni))
+        seen = traffic.get(vni, [])
+        packets = sum(t.packets for t in seen)
+        payload_packets = sum(t.payload_packets for t in seen)
+        v = verdict(info, packets, payload_packets, bool(evidence))
+        shown_encrypted = v == Verdict.ENCRYPTED
+        rows.append(
+            Network(
+                vni=vni,
+                name=info.name or f"vni-{vni}",
+                subnets=info.subnets,
+                declared_encrypted=info.declared_encrypted,
+                expected_encrypted=info.expected_encrypted,
+                verdict=v,
+                packets=packets,
+                bytes=sum(t.bytes for t in seen),
+                payload_packets=payload_packets,
+                payload_bytes=sum(t.payload_bytes for t in seen),
+                flows=flow_counts.get(vni, 0) + info.evicted_flows,
+                evicted_flows=info.evicted_flows,
+                services=tuple(sorted(labels.get(vni, ()))),
+                spis=spis if shown_encrypted else (),
+                rotations=rotations if shown_encrypted else 0,
+                first_ts=min((t.first_ts for t in seen), default=None),
+                last_ts=max((t.last_ts for t in seen), default=None),
+            )
+        )
+    return tuple(rows)
