@@ -175,6 +175,25 @@ def test_resp_to_6379_crosses_the_app_overlay_with_auth_and_hincrby(lab_run, tsh
 
 
 @pytest.mark.netns
+def test_scan_of_the_fresh_capture_names_the_leaking_services(lab_run):
+    """vxlaninspect itself finds the lab's HTTP and RESP leaks and names them after web and redis."""
+    proc = subprocess.run(
+        ["vxlaninspect", "scan", str(lab_run.out / "capture.pcap"), "--docker", str(lab_run.out), "--format", "json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    view = inspect_view(lab_run.out)
+    verdicts = {n["vni"]: n["verdict"] for n in report["networks"]}
+    assert verdicts == {vni: "plaintext" for vni in view["vni"].values()}
+    found = {(f["service"], f["protocol"], f["kind"]) for f in report["findings"]}
+    assert {("web", "http", "request"), ("redis", "resp", "command"), ("redis", "resp", "auth")} <= found
+    auth = next(f for f in report["findings"] if f["kind"] == "auth")
+    assert auth["severity"] == "credential" and "swarm-lab-s3cret" not in proc.stdout
+    commands = " ".join(next(f for f in report["findings"] if f["kind"] == "command")["evidence"])
+    assert "HINCRBY ip" in commands and "HGETALL ip" in commands
+
+
 def test_a_finished_run_leaves_no_namespace_interface_or_process(lab_run):
     assert_nothing_left(lab_run.pid, lab_run.marker)
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, timeout=10, check=True).stdout
