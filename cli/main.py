@@ -207,7 +207,11 @@ def scan_text(report: dict[str, Any], fmt: str, verbose: int) -> str:
         parts.append(_section("Captures", report["captures"], render.CAPTURE_COLUMNS, fmt))
     parts.append(_section("Overlay networks", report["networks"], render.NETWORK_COLUMNS, fmt))
     parts.append(_section("Services that sent plaintext", leaked, render.SERVICE_COLUMNS, fmt))
-    parts.append(_section("What leaked", report["findings"], render.FINDING_COLUMNS, fmt))
+    overlay = [f for f in report["findings"] if f["vni"] is not None]
+    underlay = [f for f in report["findings"] if f["vni"] is None]
+    parts.append(_section("What leaked", overlay, render.FINDING_COLUMNS, fmt))
+    if underlay:
+        parts.append(_section("What leaked outside any overlay (underlay)", underlay, render.FINDING_COLUMNS, fmt))
     if verbose:
         parts.append(_section("Tunnels", report["tunnels"], render.TUNNEL_COLUMNS, fmt))
     if verbose > 1:

@@ -33,7 +33,8 @@ def _node(address: str | None, node: str | None) -> str:
 
 
 def _network(row: Row) -> str:
-    return row.get("network") or ("underlay" if row.get("vni") is None else f"vni-{row['vni']}")
+    """A finding's network; findings outside any overlay have none."""
+    return row.get("network") or "underlay"
 
 
 def _vni(row: Row) -> str:
@@ -42,7 +43,7 @@ def _vni(row: Row) -> str:
 
 NETWORK_COLUMNS = (
     Column("VNI", _vni),
-    Column("NETWORK", lambda r: r.get("name") or f"vni-{r['vni']}"),
+    Column("NETWORK", lambda r: r["name"]),
     Column("VERDICT", lambda r: r["verdict"]),
     Column("DECLARED ENCRYPTED", lambda r: "yes" if r.get("declared_encrypted") else "no"),
     Column("PACKETS", lambda r: r["packets"]),

@@ -280,6 +280,16 @@ def test_extract_by_service_name(tmp_path):
 
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="capture corpus absent")
+def test_underlay_leaks_are_reported_apart_from_overlay_leaks():
+    code, out, _ = run("scan", CORPUS / "zeek__redis-50-pings.pcap", CORPUS / "tcpdump__vxlan.pcap")
+    assert code == 0
+    overlay = out.split("WHAT LEAKED\n")[1].split("WHAT LEAKED OUTSIDE")[0]
+    underlay = out.split("WHAT LEAKED OUTSIDE ANY OVERLAY (UNDERLAY)\n")[1]
+    assert overlay.strip() == "(none)"
+    assert "AUTH ********" in underlay and "127.0.0.1:6379" in underlay
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="capture corpus absent")
 def test_custom_vxlan_port_finds_the_8472_capture():
     path = CORPUS / "tcpdump__vxlan_port_8472.pcap"
     default = scan_json(path)
