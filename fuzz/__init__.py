@@ -1,0 +1,1 @@
+"""Fuzz targets for the capture reader, the decoder and the scan; each script says how to run it."""

@@ -1,0 +1,281 @@
+"""``vxlaninspect.verify`` against tshark: real captures agree, each known reason arises where its cause is, real
+disagreements are reported, and a missing or failing tshark is a clear error."""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import re
+import struct
+
+import pytest
+
+from tests.conftest import CORPUS, SAMPLES, corpus_captures
+from tests.test_hostile import (
+    HTTP_GET,
+    ether,
+    inner_http,
+    ipv4,
+    ipv6,
+    nested_vxlan,
+    pcap_file,
+    record_offsets,
+    tcp,
+    udp,
+    vxlan,
+    vxlan_frame,
+)
+from vxlaninspect.config import DecodeConfig
+from vxlaninspect.decode import decode
+from vxlaninspect.errors import CaptureError
+from vxlaninspect.schema import MAX_TUNNEL_DEPTH
+from vxlaninspect.tshark_fields import TsharkRun, decode_as_options, parse_line
+from vxlaninspect.verify import (
+    Difference,
+    Reason,
+    TsharkFailed,
+    TsharkNotFound,
+    Verification,
+    compare_packet,
+    verify,
+)
+
+pytestmark = pytest.mark.tshark
+
+
+def manifest_packet_counts() -> dict[str, int]:
+    """Packets per corpus capture, as the corpus MANIFEST describes them ("10 pkts.", "1 fuzz pkt.", "Same 10 packets")."""
+    manifest = CORPUS / "MANIFEST.md"
+    if not manifest.is_file():
+        return {}
+    counts = {}
+    for line in manifest.read_text().splitlines():
+        cells = [cell.strip() for cell in line.split("|")]
+        if len(cells) > 3 and (match := re.search(r"\b(\d+) (?:fuzz )?(?:pkts?|packets)\b", cells[-2])):
+            counts[cells[2]] = int(match.group(1))
+    return counts
+
+
+def reasons(result: Verification) -> set[Reason]:
+    return {known.reason for known in result.known}
+
+
+# -- real captures ------------------------------------------------------------------------
+
+CORPUS_REASONS = {"tcpdump__esp_truncated.pcap": {Reason.CUT_HEADER}}
+"""Known differences per corpus capture. esp_truncated.pcap (snaplen 46, MANIFEST #15) ends inside the tunnel
+header of UDP 4500 -> 8472: tshark shows the bytes of the header that fit."""
+
+
+@pytest.mark.parametrize("path", corpus_captures(), ids=lambda p: p.name)
+def test_corpus_capture_agrees_with_tshark(tshark, path):
+    result = verify(path, tshark=tshark)
+    assert result.ok, result.disagreements
+    assert result.packets == result.tshark_packets == manifest_packet_counts()[path.name]
+    assert reasons(result) == CORPUS_REASONS.get(path.name, set())
+    assert result.tally("outer_src").compared > 0 and result.capture_error is None and result.tshark_error is None
+
+
+def test_every_overlay_field_is_compared_on_the_aws_mirror(tshark, corpus):
+    """MANIFEST #4: 100 VXLAN packets, VNI 5569041; 82 TCP (SSH), 16 DNS, 2 NTP inside."""
+    result = verify(corpus / "suricata-verify__vxlan-decoder-03_aws-mirror.pcap", tshark=tshark)
+    for field in ("outer_encap", "vni", "outer_vni", "vxlan_flags", "outer_src", "src", "sport", "payload_wire"):
+        assert (result.tally(field).compared, result.tally(field).agreed) == (100, 100), field
+    assert result.tally("ssh").compared > 0 and result.tally("ssh").agreed == result.tally("ssh").compared
+
+
+def test_esp_spi_and_sequence_are_compared(tshark, corpus):
+    """MANIFEST #12: 240 ESP packets over IPv4 and IPv6."""
+    result = verify(corpus / "arkime__wireshark-esp.pcap", tshark=tshark)
+    assert result.ok
+    assert result.tally("spi").agreed == result.tally("esp_seq").agreed == 240
+
+
+SAMPLE_CAPTURES = sorted(p for p in SAMPLES.glob("*/capture*") if ".pcap" in p.name)
+
+
+@pytest.mark.parametrize("path", SAMPLE_CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_sample_capture_agrees_with_tshark(tshark, path):
+    result = verify(path, tshark=tshark)
+    assert result.ok and result.known == (), (result.disagreements, result.known)
+    assert result.packets > 0
+
+
+@pytest.mark.parametrize("compress", [lzma.compress, bz2.compress], ids=["xz", "bz2"])
+def test_compressions_tshark_cannot_read_are_piped_to_it(tshark, corpus, tmp_path, compress):
+    plain = corpus / "tcpdump__vxlan.pcap"
+    packed = tmp_path / "capture.pcap.packed"
+    packed.write_bytes(compress(plain.read_bytes()))
+    expected = verify(plain, tshark=tshark)
+    result = verify(packed, tshark=tshark)
+    assert result.ok and (result.packets, result.fields) == (expected.packets, expected.fields)
+
+
+# -- ports: tshark is told what the configuration says -------------------------------------
+
+
+def test_decode_as_follows_the_configuration():
+    assert decode_as_options(DecodeConfig()) == ("-d", "udp.port==8472,vxlan")
+    options = decode_as_options(DecodeConfig(vxlan_ports=(7777,), geneve_ports=(), esp_udp_ports=(4500, 4789)))
+    pairs = set(zip(options[::2], options[1::2]))
+    assert pairs == {
+        ("-d", "udp.port==7777,vxlan"),
+        ("-d", "udp.port==6081,data"),  # tshark's Geneve port, not configured
+        ("-d", "udp.port==4789,udpencap"),  # configured as ESP-in-UDP
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "vxlan_ports", "vnis"),
+    [
+        ("tcpdump__vxlan_port_8472.pcap", (4789, 8472), 10),  # tshark is told 8472 is VXLAN
+        ("tcpdump__vxlan_port_8472.pcap", (4789,), 0),  # neither takes 8472 as VXLAN
+        ("tcpdump__vxlan.pcap", (8472,), 0),  # tshark is told 4789 is not VXLAN either
+    ],
+)
+def test_configured_vxlan_ports(tshark, corpus, name, vxlan_ports, vnis):
+    result = verify(corpus / name, DecodeConfig(vxlan_ports=vxlan_ports), tshark=tshark)
+    assert result.ok and result.known == ()
+    assert (result.tally("vni").compared, result.tally("vni").agreed) == (vnis, vnis)
+
+
+def test_a_data_path_port_of_docker(tshark, corpus, tmp_path):
+    """The 8472 capture moved to port 7777 (``docker swarm init --data-path-port 7777``); its UDP checksums are 0."""
+    data = bytearray((corpus / "tcpdump__vxlan_port_8472.pcap").read_bytes())
+    for offset in record_offsets(bytes(data)):
+        (dport,) = struct.unpack_from(">H", data, offset + 16 + 14 + 20 + 2)
+        assert dport == 8472
+        struct.pack_into(">H", data, offset + 16 + 14 + 20 + 2, 7777)
+    path = tmp_path / "port7777.pcap"
+    path.write_bytes(bytes(data))
+    result = verify(path, DecodeConfig(vxlan_ports=(7777,)), tshark=tshark)
+    assert result.ok and result.tally("vni").agreed == 10
+    assert all(d.tshark == "100" for d in result.disagreements) and result.known == ()
+
+
+# -- each known reason, where its cause is -------------------------------------------------
+
+LINKTYPE_NULL = 0
+REQUEST = inner_http()
+
+
+def snaplen_cut(frame: bytes, keep: int) -> tuple[bytes, int]:
+    return frame[:keep], len(frame)
+
+
+KNOWN_CASES = {
+    Reason.PORT_PRECEDENCE: [ether(ipv4(udp(vxlan(4096) + REQUEST, 4500, 4789), 17))],  # ESP-in-UDP's port is lower
+    Reason.TUNNEL_DEPTH: [nested_vxlan(MAX_TUNNEL_DEPTH + 1, REQUEST)],
+    Reason.IP_LENGTH_ZERO: [ether(ipv6(tcp(HTTP_GET), 6, payload_length=0), 0x86DD)],  # Linux BIG TCP / GSO
+    Reason.CUT_HEADER: [snaplen_cut(vxlan_frame(REQUEST), len(vxlan_frame(REQUEST)) - len(HTTP_GET) - 16)],
+    Reason.CUT_WITHOUT_SNAPLEN: [vxlan_frame(REQUEST)[:-10]],  # inside the payload, wire length = captured
+    Reason.MALFORMED_HEADER: [vxlan_frame(inner_http(total_length=1400))],
+    Reason.FRAGMENT_PAYLOAD: [ether(ipv4(udp(vxlan(4096) + REQUEST, 49152, 4789)[:80], 17, fragment=0x2000))],
+    Reason.NOT_DISSECTED: [vxlan_frame(ether(ipv4(tcp(HTTP_GET, 40000, 6000), 6)))],  # tshark: no HTTP on 6000
+}
+
+
+@pytest.mark.parametrize("reason", sorted(KNOWN_CASES, key=lambda r: r.value), ids=lambda r: r.value)
+def test_each_known_reason_arises_where_its_cause_is(tshark, tmp_path, reason):
+    path = tmp_path / "cause.pcap"
+    path.write_bytes(pcap_file(KNOWN_CASES[reason]))
+    result = verify(path, tshark=tshark)
+    assert result.ok and reasons(result) == {reason}
+    (known,) = result.known
+    assert known.count == sum(t.known for t in result.fields) > 0
+    assert known.text == reason.text and all(d.reason == reason and d.frame == 1 for d in known.examples)
+
+
+def test_linux_af_inet6_on_the_null_link_type(tshark, tmp_path):
+    frames = [struct.pack("<I", 10) + ipv6(tcp(HTTP_GET), 6), struct.pack("<I", 2) + ipv4(tcp(HTTP_GET), 6)]
+    path = tmp_path / "null.pcap"
+    path.write_bytes(pcap_file(frames, linktype=LINKTYPE_NULL))
+    result = verify(path, tshark=tshark)
+    assert result.ok and reasons(result) == {Reason.NULL_LINUX_INET6}
+    assert {d.frame for d in result.known[0].examples} == {1}
+    assert result.tally("src").agreed == 1  # the IPv4 frame
+
+
+def test_separators_and_escapes_in_a_banner_do_not_shift_fields(tshark, tmp_path):
+    banner = b"SSH-2.0-Open,SSH\t\x1b[31m\xff\r\n"
+    path = tmp_path / "ssh.pcap"
+    path.write_bytes(pcap_file([vxlan_frame(ether(ipv4(tcp(banner, 22, 50000), 6)))]))
+    result = verify(path, tshark=tshark)
+    assert result.ok and result.known == ()
+    assert result.tally("ssh").agreed == 1 and result.tally("dport").agreed == 1
+
+
+# -- disagreements -----------------------------------------------------------------------------
+
+
+def test_a_disagreement_is_reported_with_both_values(tshark, tmp_path):
+    """tshark knows WebDAV's PROPFIND as an HTTP method; the application hint's method list does not."""
+    webdav = b"PROPFIND /files HTTP/1.1\r\nHost: dav\r\nDepth: 1\r\n\r\n"
+    frames = [vxlan_frame(inner_http(HTTP_GET))] + [vxlan_frame(inner_http(webdav))] * 7
+    path = tmp_path / "webdav.pcap"
+    path.write_bytes(pcap_file(frames))
+    result = verify(path, tshark=tshark, examples=3)
+    assert not result.ok and result.disagreement_count == 7
+    assert result.disagreements == tuple(Difference(n, "http", "no", "request") for n in (2, 3, 4))
+    tally = result.tally("http")
+    assert (tally.compared, tally.agreed, tally.disagreed) == (8, 1, 7)
+
+
+def test_compare_packet_finds_a_decoder_that_does_not_follow_the_configuration(tshark, corpus):
+    """Rows decoded without port 8472, against tshark told that 8472 is VXLAN: every tunnel field differs."""
+    path = corpus / "tcpdump__vxlan_port_8472.pcap"
+    rows = [row for table in decode(path, config=DecodeConfig(vxlan_ports=(4789,))) for row in table.rows]
+    with TsharkRun(path, DecodeConfig(), tshark) as run:
+        frames = list(run)
+    assert len(rows) == len(frames) == 10
+    for number, (row, frame) in enumerate(zip(rows, frames), 1):
+        compared, differences = compare_packet(number, row, frame)
+        differing = {d.field for d in differences}
+        assert {"outer_encap", "encap", "tunnels", "vni", "src"} <= differing <= set(compared)
+        assert all(d.reason is None for d in differences)
+        assert next(d for d in differences if d.field == "vni") == Difference(number, "vni", None, "100")
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def test_missing_tshark_is_a_clear_error(corpus, tmp_path):
+    for program in ("no-such-tshark", str(tmp_path / "tshark")):
+        with pytest.raises(TsharkNotFound, match="apt-get install tshark"):
+            verify(corpus / "tcpdump__vxlan.pcap", tshark=program)
+
+
+def test_tshark_that_fails_is_a_clear_error(corpus, tmp_path):
+    program = tmp_path / "tshark"
+    program.write_text("#!/bin/sh\necho 'tshark: cannot open the file' >&2\nexit 2\n")
+    program.chmod(0o755)
+    with pytest.raises(TsharkFailed, match="cannot open the file"):
+        verify(corpus / "tcpdump__vxlan.pcap", tshark=str(program))
+
+
+def test_not_a_capture_is_a_capture_error(tshark, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a capture\n")
+    with pytest.raises(CaptureError) as raised:
+        verify(path, tshark=tshark)
+    assert raised.value.offset == 0
+
+
+def test_a_damaged_capture_is_compared_up_to_the_damage(tshark, corpus, tmp_path):
+    data = (corpus / "tcpdump__vxlan.pcap").read_bytes()
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(data[: record_offsets(data)[-1] + 40])  # inside the tenth record
+    result = verify(path, tshark=tshark)
+    assert result.ok and result.packets == result.tshark_packets == 9
+    assert result.capture_error is not None and "at byte 1388" in result.capture_error
+    assert result.tshark_error is not None and "cut short" in result.tshark_error
+
+
+def test_max_packets(tshark, corpus):
+    result = verify(corpus / "suricata-verify__vxlan-decoder-03_aws-mirror.pcap", tshark=tshark, max_packets=7)
+    assert result.ok and result.packets == result.tshark_packets == 7 and result.tally("vni").compared == 7
+
+
+def test_a_line_tshark_did_not_write_is_refused():
+    with pytest.raises(ValueError, match="not a line"):
+        parse_line("1\teth:ip\n")
