@@ -27,7 +27,12 @@ class UserError(click.ClickException):
     exit_code = EXIT_USAGE
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"vxlaninspect: error: {self.format_message()}", err=True)
+        error(self.format_message())
+
+
+def error(message: str) -> None:
+    """One line on stderr; a file name or payload in it cannot drive the terminal."""
+    click.echo(f"vxlaninspect: error: {render.safe(message)}", err=True)
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,11 @@ def input_options(command: Callable) -> Callable:
             help="SQLite file keeping per-capture results; unchanged captures are not scanned again.",
         ),
         click.option("--dask", "dask_address", metavar="ADDRESS", help="Scan on this Dask scheduler (e.g. tcp://host:8786)."),
-        click.option("--max-flows", type=click.IntRange(1), help="Flows held per capture before the oldest are evicted."),
+        click.option(
+            "--max-flows",
+            type=click.IntRange(1),
+            help="Flows held per capture before the least recently seen are evicted (and counted). Default: 100000.",
+        ),
         click.option("--show-secrets", is_flag=True, help="Show passwords, tokens and cookies found in traffic (redacted by default)."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar, no warnings; errors only."),
         click.option("-v", "--verbose", count=True, help="Also show captures and tunnels; -vv shows every flow."),
@@ -147,7 +156,7 @@ def _scan(inputs: Inputs) -> dict[str, Any]:
         raise UserError(f"{error.filename or ''}: {error.strerror or error}") from None
     if not inputs.quiet:
         for warning in report["warnings"]:
-            click.echo(f"vxlaninspect: warning: {warning}", err=True)
+            click.echo(f"vxlaninspect: warning: {render.safe(warning)}", err=True)
     return report
 
 
@@ -160,8 +169,8 @@ def _capture_errors(report: dict[str, Any]) -> list[str]:
 def _finish(report: dict[str, Any], failed: bool) -> None:
     """Report unreadable captures on stderr and leave with the right status."""
     errors = _capture_errors(report)
-    for error in errors:
-        click.echo(f"vxlaninspect: error: {error}", err=True)
+    for message in errors:
+        error(message)
     if errors:
         sys.exit(EXIT_USAGE)
     sys.exit(EXIT_FAIL_ON if failed else EXIT_OK)
@@ -365,7 +374,81 @@ def extract(capture: str, vni: int, service: str | None, out: str, vxlan_ports: 
         raise UserError(str(error)) from None
     except OSError as error:
         raise UserError(f"{error.filename or out}: {error.strerror or error}") from None
-    click.echo(f"{result.frames} frames of VNI {vni} written to {out}", err=True)
+    click.echo(render.safe(f"{result.frames} frames of VNI {vni} written to {out}"), err=True)
     if result.error is not None:
-        click.echo(f"vxlaninspect: error: {result.error}", err=True)
+        error(str(result.error))
         sys.exit(EXIT_USAGE)
+
+
+@main.command()
+@click.argument("capture", metavar="CAPTURE")
+@click.option("--vxlan-port", "vxlan_ports", multiple=True, type=click.IntRange(1, 65535), help="UDP port that carries VXLAN (repeatable).")
+@click.option("--tshark", "tshark", default="tshark", show_default=True, help="The tshark program to compare with.")
+@click.option("--max-packets", type=click.IntRange(1), help="Compare only the first packets.")
+@click.option("--examples", type=click.IntRange(0), default=20, show_default=True, help="Disagreements shown, and examples per known difference.")
+@output_options
+def verify(capture: str, vxlan_ports: tuple[int, ...], tshark: str, max_packets: int | None, examples: int, fmt: str, output: Any) -> None:
+    """Compare vxlaninspect's decoding with Wireshark's (tshark), packet by packet.
+
+    Prints agreement per field, then the first disagreements; differences
+    where tshark and vxlaninspect differ by design are counted under their
+    reason. Exits 1 on any disagreement.
+
+    \b
+    Example:
+      vxlaninspect verify node1.pcap --vxlan-port 8472
+    """
+    from dataclasses import replace
+
+    from vxlaninspect.config import DEFAULT_CONFIG
+    from vxlaninspect.errors import CaptureError
+    from vxlaninspect.verify import TsharkError, verify as compare
+
+    config = replace(DEFAULT_CONFIG, vxlan_ports=vxlan_ports) if vxlan_ports else DEFAULT_CONFIG
+    try:
+        result = compare(capture, config, tshark, max_packets=max_packets, examples=examples)
+    except (CaptureError, TsharkError, ValueError) as problem:
+        raise UserError(str(problem)) from None
+    output.write(verification_text(result, fmt))
+    if result.capture_error:
+        error(result.capture_error)
+        sys.exit(EXIT_USAGE)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAIL_ON)
+
+
+def verification_text(result: Any, fmt: str) -> str:
+    """A verification as per-field agreement, disagreements and known differences."""
+    from dataclasses import asdict
+
+    fields = [
+        {"field": t.field, "compared": t.compared, "agreed": t.agreed, "known": t.known, "disagreed": t.disagreed}
+        for t in result.fields
+    ]
+    disagreements = [{k: v for k, v in asdict(d).items() if k != "reason"} for d in result.disagreements]
+    known = [{"reason": k.reason.name.lower().replace("_", "-"), "count": k.count, "why": k.text} for k in result.known]
+    if fmt == "json":
+        return render.json_text(
+            {
+                "path": result.path,
+                "ok": result.ok,
+                "packets": result.packets,
+                "tshark_packets": result.tshark_packets,
+                "fields": fields,
+                "disagreement_count": result.disagreement_count,
+                "disagreements": disagreements,
+                "known": known,
+                "capture_error": result.capture_error,
+                "tshark_error": result.tshark_error,
+            }
+        )
+    if fmt == "csv":
+        return render.view_text(fields, render.VERIFY_FIELD_COLUMNS, fmt)
+    verdict = "agree" if result.ok else f"DISAGREE on {result.disagreement_count} field values"
+    head = f"{result.path}: vxlaninspect decoded {result.packets} packets, tshark {result.tshark_packets}: {verdict}"
+    return (
+        render.safe(head)
+        + "\n"
+        + _section("Agreement per field", fields, render.VERIFY_FIELD_COLUMNS, fmt)
+        + _section("Disagreements (first ones)", disagreements, render.DIFFERENCE_COLUMNS, fmt)
+        + _section("Known differences, by reason", known, render.KNOWN_COLUMNS, fmt)
+    )

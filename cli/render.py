@@ -94,6 +94,27 @@ FINDING_COLUMNS = (
     Column("EVIDENCE", lambda r: " | ".join(r.get("evidence") or [])),
 )
 
+VERIFY_FIELD_COLUMNS = (
+    Column("FIELD", lambda r: r["field"]),
+    Column("COMPARED", lambda r: r["compared"]),
+    Column("AGREED", lambda r: r["agreed"]),
+    Column("KNOWN DIFFERENCES", lambda r: r["known"]),
+    Column("DISAGREED", lambda r: r["disagreed"]),
+)
+
+DIFFERENCE_COLUMNS = (
+    Column("FRAME", lambda r: r["frame"]),
+    Column("FIELD", lambda r: r["field"]),
+    Column("VXLANINSPECT", lambda r: r["ours"]),
+    Column("TSHARK", lambda r: r["tshark"]),
+)
+
+KNOWN_COLUMNS = (
+    Column("REASON", lambda r: r["reason"]),
+    Column("COUNT", lambda r: r["count"]),
+    Column("WHY", lambda r: r["why"]),
+)
+
 CAPTURE_COLUMNS = (
     Column("CAPTURE", lambda r: r["path"]),
     Column("FORMAT", lambda r: r.get("format") or "-"),
@@ -103,7 +124,7 @@ CAPTURE_COLUMNS = (
 )
 
 
-def _safe(value: Any) -> Any:
+def safe(value: Any) -> Any:
     """Text with every control character shown as an escape, so no cell can drive a terminal."""
     if not isinstance(value, str) or value.isprintable():
         return value
@@ -111,7 +132,7 @@ def _safe(value: Any) -> Any:
 
 
 def _cells(row: Row, columns: Sequence[Column]) -> list[Any]:
-    return [_safe(column.read(row)) for column in columns]
+    return [safe(column.read(row)) for column in columns]
 
 
 def table_text(rows: Sequence[Row], columns: Sequence[Column], fmt: str) -> str:

@@ -296,3 +296,21 @@ def test_custom_vxlan_port_finds_the_8472_capture():
     assert [n["vni"] for n in default["networks"]] == [100]
     only_4789 = scan_json(path, "--vxlan-port", "4789")
     assert only_4789["networks"] == [] and only_4789["stats"]["vxlan_packets"] == 0
+
+
+@pytest.mark.tshark
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="capture corpus absent")
+def test_verify_agrees_with_tshark_and_lists_known_differences(tshark):
+    code, out, err = run("verify", CORPUS / "tcpdump__vxlan_port_8472.pcap", "--format", "json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["ok"] and result["packets"] == result["tshark_packets"] == 10
+    vni = next(f for f in result["fields"] if f["field"] == "vni")
+    assert vni["compared"] == vni["agreed"] == 10
+    code, out, _ = run("verify", CORPUS / "tcpdump__esp_truncated.pcap")
+    assert code == 0 and "cut-header" in out and "agree" in out.splitlines()[0]
+
+
+def test_verify_without_tshark_is_a_usage_error(tmp_path):
+    code, out, err = run("verify", LAB_PCAP, "--tshark", str(tmp_path / "no-tshark"))
+    assert code == 2 and out == "" and "tshark" in err and "Traceback" not in err

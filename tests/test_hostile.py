@@ -572,7 +572,6 @@ def test_no_escape_sequence_reaches_the_report(tmp_path, command, fmt):
     assert not control_bytes(result.stdout) and not control_bytes(result.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="the CLI prints the path of an unreadable capture raw on stderr")
 def test_no_escape_sequence_reaches_an_error_message(tmp_path):
     from vxlaninspect.cli.main import main
 

@@ -33,7 +33,8 @@ from .addresses import ip_text, join_endpoint
 from .schema import AppHint, Encap, PacketFlag, Status
 from .well_known import well_known_service
 
-DEFAULT_MAX_FLOWS = 1_000_000
+DEFAULT_MAX_FLOWS = 100_000
+"""Flows held per capture: about 2.7 KB each once rendered, so the default bounds a scan near 300 MB."""
 DEFAULT_PAYLOAD_PER_DIRECTION = 64 * 1024
 DEFAULT_PAYLOAD_TOTAL = 256 * 1024 * 1024
 SEGMENT_OVERHEAD = 64
