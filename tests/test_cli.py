@@ -314,3 +314,15 @@ def test_verify_agrees_with_tshark_and_lists_known_differences(tshark):
 def test_verify_without_tshark_is_a_usage_error(tmp_path):
     code, out, err = run("verify", LAB_PCAP, "--tshark", str(tmp_path / "no-tshark"))
     assert code == 2 and out == "" and "tshark" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="script(1) from util-linux gives the command a terminal")
+def test_progress_bar_on_a_terminal_only(tmp_path):
+    typescript = tmp_path / "typescript"
+    command = f"vxlaninspect scan {LAB_PCAP} > /dev/null"
+    subprocess.run(["script", "-qec", command, str(typescript)], check=True, capture_output=True, timeout=120)
+    assert "scanning" in typescript.read_text(errors="replace") and "100%" in typescript.read_text(errors="replace")
+    subprocess.run(["script", "-qec", command.replace("scan ", "scan -q "), str(typescript)], check=True, capture_output=True, timeout=120)
+    assert "scanning" not in typescript.read_text(errors="replace")
+    piped = subprocess.run(["vxlaninspect", "scan", str(LAB_PCAP)], capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and "scanning" not in piped.stderr
