@@ -2,7 +2,7 @@
 
     python -m benchmarks.decode_throughput [--size 1G] [--capture FILE] [--json OUT]
 
-(a) ``vxlaninspect.decode.decode`` of the capture file; (b) the kernel alone
+(a) ``vxlaninspect.decode`` of the capture file; (b) the kernel alone
 over batches already read into memory, on every core and on one thread; (c) a
 plain dpkt loop doing the same decode work on the first packets, its rate
 extrapolated; (d) first-run compile and warm start, each in a fresh interpreter;
@@ -30,7 +30,7 @@ from tabulate import tabulate
 
 from vxlaninspect.capture import open_capture
 from vxlaninspect.config import DEFAULT_CONFIG
-from vxlaninspect.decode import decode
+from vxlaninspect.decoding import decode
 from vxlaninspect.errors import CaptureError
 from vxlaninspect.kernel import decode_batch
 from vxlaninspect.records import RecordBatch

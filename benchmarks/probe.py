@@ -33,7 +33,7 @@ def peak_rss_bytes() -> int:
 
 
 def start(path: str) -> dict[str, float | int]:
-    from vxlaninspect.decode import decode
+    from vxlaninspect.decoding import decode
 
     imported = time.perf_counter()
     tables = decode(path)
@@ -49,7 +49,7 @@ def start(path: str) -> dict[str, float | int]:
 
 
 def memory(path: str) -> dict[str, float | int]:
-    from vxlaninspect.decode import decode
+    from vxlaninspect.decoding import decode
 
     baseline = peak_rss_bytes()
     began = time.perf_counter()

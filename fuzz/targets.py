@@ -15,12 +15,12 @@ import io
 
 import numpy as np
 
-from vxlaninspect.decode import decode
+from vxlaninspect.decoding import decode
 from vxlaninspect.errors import CaptureError
 from vxlaninspect.kernel import decode_batch
 from vxlaninspect.records import RecordBatch
 from vxlaninspect.reference import decode_batch as reference_batch
-from vxlaninspect.scan import Limits, scan
+from vxlaninspect.scanning import Limits, scan
 from vxlaninspect.schema import AppHint, Encap, Layer, LinkType, Status
 
 LINKTYPES = tuple(int(linktype) for linktype in LinkType) + (147,)

@@ -225,7 +225,7 @@ def library_ready() -> bool:
 
 @pytest.mark.skipif(not library_ready(), reason="vxlaninspect.capture/kernel/decode are not importable")
 def test_library_sees_the_generated_mix(capture: tuple[Path, dict]) -> None:
-    from vxlaninspect.decode import decode
+    from vxlaninspect.decoding import decode
     from vxlaninspect.schema import Encap, Status
 
     path, summary = capture

@@ -54,7 +54,7 @@ from vxlaninspect.flows import (
 from vxlaninspect.inspect.escape import escape
 from vxlaninspect.inspect.tls import version_name
 from vxlaninspect.report import MAX_EVIDENCE, Finding, Report, Severity
-from vxlaninspect.scan import Limits, scan
+from vxlaninspect.scanning import Limits, scan
 from vxlaninspect.topology import load_topology
 
 # -- captures ------------------------------------------------------------------

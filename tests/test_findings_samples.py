@@ -25,7 +25,7 @@ from vxlaninspect.findings import Inspection, observe
 from vxlaninspect.findings_redact import Evidence
 from vxlaninspect.inspect.escape import escape
 from vxlaninspect.report import Finding, Report, Severity
-from vxlaninspect.scan import scan
+from vxlaninspect.scanning import scan
 from vxlaninspect.topology import Topology, load_topology
 
 SAMPLE_NAMES = ("swarm-plaintext", "swarm-encrypted", "secure-vs-insecure", "misconfigured", "lab-capture")

@@ -12,9 +12,9 @@ import pytest
 
 from tests.conftest import CORPUS, SAMPLES
 from vxlaninspect.addresses import split_endpoint
-from vxlaninspect.decode import decode
+from vxlaninspect.decoding import decode
 from vxlaninspect.flows import SEGMENT_OVERHEAD, Direction, FlowTable
-from vxlaninspect.scan import Limits, scan
+from vxlaninspect.scanning import Limits, scan
 
 TUNNEL_PORTS = {4789, 8472, 6081, 4790}
 CONVERSATION = re.compile(

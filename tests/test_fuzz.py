@@ -29,7 +29,7 @@ from fuzz.targets import LINKTYPES, check_capture, check_packet, packet_seed
 from tests.conftest import REPO
 from tests.test_hostile import HTTP_GET, ether, ipv4, ipv6, pcap_file, pcapng_file, tcp, udp, vxlan
 from vxlaninspect.capture import open_capture
-from vxlaninspect.decode import decode
+from vxlaninspect.decoding import decode
 from vxlaninspect.errors import CaptureError
 from vxlaninspect.schema import LinkType
 from vxlaninspect.verify import verify

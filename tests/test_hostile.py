@@ -31,13 +31,13 @@ from click.testing import CliRunner
 
 from tests.conftest import CORPUS, REPO
 from vxlaninspect.capture import MAX_RECORD_BYTES, open_capture
-from vxlaninspect.decode import decode
+from vxlaninspect.decoding import decode
 from vxlaninspect.errors import CaptureError
 from vxlaninspect.inspect.escape import escape
 from vxlaninspect.kernel import decode_batch
 from vxlaninspect.records import RecordBatch
 from vxlaninspect.reference import decode_batch as reference_batch
-from vxlaninspect.scan import scan
+from vxlaninspect.scanning import scan
 from vxlaninspect.schema import MAX_TUNNEL_DEPTH, Encap, Layer, PacketFlag, Status
 from vxlaninspect.verify import Reason, verify
 
@@ -335,7 +335,7 @@ def test_corrupt_compressed_capture(tmp_path, compression):
 RSS_PROBE = textwrap.dedent(
     """
     import json, os, sys, threading, time
-    from vxlaninspect.scan import Limits, scan
+    from vxlaninspect.scanning import Limits, scan
 
     def rss():
         with open("/proc/self/statm") as statm:

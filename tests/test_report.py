@@ -23,7 +23,7 @@ from vxlaninspect.report import (
     ts_text,
     ts_value,
 )
-from vxlaninspect.scan import scan
+from vxlaninspect.scanning import scan
 from vxlaninspect.topology import EMPTY_TOPOLOGY, load_topology
 
 STORIES = ["swarm-plaintext", "swarm-encrypted", "secure-vs-insecure", "misconfigured", "lab-capture"]

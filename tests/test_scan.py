@@ -18,7 +18,7 @@ from tests.conftest import CORPUS, SAMPLES
 from tests.test_flows import pcap_records
 from vxlaninspect.flows import Direction, Flow, FlowPayloads
 from vxlaninspect.report import Finding, Report
-from vxlaninspect.scan import Limits, scan
+from vxlaninspect.scanning import Limits, scan
 from vxlaninspect.topology import load_topology
 
 SPLIT_CAPTURES = [

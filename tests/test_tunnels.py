@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CORPUS, SAMPLES
-from vxlaninspect.decode import decode
-from vxlaninspect.scan import scan
+from vxlaninspect.decoding import decode
+from vxlaninspect.scanning import scan
 from vxlaninspect.tunnels import ESP_ENCAPS, Rotation, TunnelTable
 
 ESP_CAPTURES = [

@@ -26,7 +26,7 @@ from tests.test_hostile import (
     vxlan_frame,
 )
 from vxlaninspect.config import DecodeConfig
-from vxlaninspect.decode import decode
+from vxlaninspect.decoding import decode
 from vxlaninspect.errors import CaptureError
 from vxlaninspect.schema import MAX_TUNNEL_DEPTH
 from vxlaninspect.tshark_fields import TsharkRun, decode_as_options, parse_line

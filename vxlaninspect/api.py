@@ -9,7 +9,7 @@ from typing import Any
 from .batch import ScanOptions, scan_batch
 from .config import DEFAULT_CONFIG
 from .findings import Inspection
-from .scan import DEFAULT_LIMITS
+from .scanning import DEFAULT_LIMITS
 from .scan_cache import ScanCache
 from .sources import expand_sources
 from .topology import EMPTY_TOPOLOGY, load_topology

@@ -19,7 +19,7 @@ from typing import Any
 from . import __version__
 from .config import DEFAULT_CONFIG, DecodeConfig
 from .report import Report
-from .scan import DEFAULT_LIMITS, Inspector, Limits, scan
+from .scanning import DEFAULT_LIMITS, Inspector, Limits, scan
 from .scan_cache import FileState, ScanCache, file_sha256
 from .sources import STDIN
 from .topology import EMPTY_TOPOLOGY, Topology

@@ -59,7 +59,7 @@ from .flows import Direction, Flow, FlowPayloads
 from .inspect.reassembly import DEFAULT_LIMIT
 from .networks import NetworkInfo, networks
 from .report import MAX_EVIDENCE, Finding
-from .scan import declarations
+from .scanning import declarations
 from .topology import Topology
 from .well_known import well_known_service
 

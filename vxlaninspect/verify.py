@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 
 from .config import DEFAULT_CONFIG, DecodeConfig
-from .decode import decode
+from .decoding import decode
 from .errors import CaptureError
 from .tshark_fields import TsharkError, TsharkFailed, TsharkFrame, TsharkNotFound, TsharkRun
 from .verify_reasons import PacketPair, Reason, explain
