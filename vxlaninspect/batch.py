@@ -49,8 +49,8 @@ class ScanOptions:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def scan_file(path: str, options: ScanOptions, progress: BatchProgress | None = None) -> dict[str, Any]:
-    """The Report of one capture, as a dictionary (cheap to send between processes)."""
+def scan_file(path: str, options: ScanOptions, progress: BatchProgress | None = None) -> Report:
+    """The Report of one capture."""
     return scan(
         path,
         config=options.config,
@@ -59,7 +59,7 @@ def scan_file(path: str, options: ScanOptions, progress: BatchProgress | None = 
         limits=options.limits,
         inspect=options.inspect,
         progress=progress,
-    ).to_dict()
+    )
 
 
 def _size(path: str) -> int:
@@ -75,8 +75,8 @@ def _with_path(report: dict[str, Any], path: str) -> dict[str, Any]:
     return {**report, "captures": captures}
 
 
-def _cacheable(report: dict[str, Any]) -> bool:
-    return all(capture.get("error") is None for capture in report["captures"])
+def _cacheable(report: Report) -> bool:
+    return all(capture.error is None for capture in report.captures)
 
 
 class _Cached:
@@ -86,7 +86,7 @@ class _Cached:
         self.cache = cache
         self.digests: dict[str, tuple[FileState, str]] = {}
 
-    def get(self, path: str) -> dict[str, Any] | None:
+    def get(self, path: str) -> Report | None:
         if self.cache is None or path == STDIN:
             return None
         try:
@@ -100,12 +100,12 @@ class _Cached:
                     self.cache.store(state, digest, _with_path(found, path))
         except OSError:
             return None
-        return None if found is None else _with_path(found, path)
+        return None if found is None else Report.from_dict(_with_path(found, path))
 
-    def put(self, path: str, report: dict[str, Any]) -> None:
+    def put(self, path: str, report: Report) -> None:
         if self.cache is not None and path in self.digests and _cacheable(report):
             state, digest = self.digests[path]
-            self.cache.store(state, digest, report)
+            self.cache.store(state, digest, report.to_dict())
 
 
 def _scan_in_pool(paths: Sequence[str], options: ScanOptions, jobs: int, done: Callable) -> None:
@@ -145,10 +145,10 @@ def scan_batch(
     sizes = {path: _size(path) for path in paths}
     total = sum(sizes.values())
     finished = 0
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, Report] = {}
     cached = _Cached(cache)
 
-    def done(path: str, report: dict[str, Any]) -> None:
+    def done(path: str, report: Report) -> None:
         nonlocal finished
         results[path] = report
         cached.put(path, report)
@@ -182,5 +182,5 @@ def scan_batch(
 
     report = Report()
     for path in paths:
-        report = report + Report.from_dict(results[path])
+        report = report + results[path]
     return report
