@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .capture_walk import MAX_RECORD_BYTES, Damage, IndexArrays, Stop, load_u32, read_uint
+from .capture_walk import MAX_RECORD_BYTES, Damage, IndexArrays, Stop, fetch_ahead, load_u32, read_uint
 
 FILE_HEADER_BYTES = 24
 RECORD_HEADER_BYTES = 16
@@ -84,7 +84,9 @@ def index_pcap_records(
     size = data.shape[0]
     start = pos
     count = 0
+    ahead = pos  # bytes before this are in the cache or on their way
     while count < data_start.shape[0]:
+        ahead = fetch_ahead(data, ahead, pos)
         if size - pos < 16:
             return count, pos, _NEED_BYTES, 16
         length = load_u32(data, pos + 8, big_endian)

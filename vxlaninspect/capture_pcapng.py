@@ -13,7 +13,7 @@ from enum import IntEnum
 import numpy as np
 from numba import njit
 
-from .capture_walk import MAX_RECORD_BYTES, Damage, IndexArrays, Stop, load_u16, load_u32, read_uint
+from .capture_walk import MAX_RECORD_BYTES, Damage, IndexArrays, Stop, fetch_ahead, load_u16, load_u32, read_uint
 
 MAX_BLOCK_BYTES = 16 << 20
 """A block claiming more bytes than this is damage (the limit Wireshark long used)."""
@@ -243,7 +243,9 @@ def index_pcapng_blocks(
     start = pos
     interfaces = if_linktype.shape[0]
     count = 0
+    ahead = pos  # bytes before this are in the cache or on their way
     while count < data_start.shape[0]:
+        ahead = fetch_ahead(data, ahead, pos)
         if size - pos < 8:
             return count, pos, _NEED_BYTES, 8
         kind = load_u32(data, pos, big_endian)

@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from .capture_source import ByteSource
+from .prefetch import prefetch
 from .errors import CaptureError
 from .records import RecordBatch
 
@@ -39,6 +40,11 @@ class Stop(IntEnum):
 _ONE, _TWO, _THREE = np.uint64(1), np.uint64(2), np.uint64(3)
 
 
+PREFETCH_DISTANCE = 4096
+"""Bytes ahead of the record being indexed that are fetched into the cache: a record's
+position depends on the one before, so the walk would otherwise wait on memory at each."""
+_LINE = 64
+
 class Damage(Exception):
     """Bytes that are not a valid record or block; ``reason`` says why."""
 
@@ -61,6 +67,16 @@ def load_u32(data: np.ndarray, at: int, big_endian: bool) -> int:
     if big_endian:
         return (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
     return (b3 << 24) | (b2 << 16) | (b1 << 8) | b0
+
+
+@njit(cache=True, nogil=True)
+def fetch_ahead(data: np.ndarray, ahead: int, pos: int) -> int:
+    """Prefetch ``data`` from ``ahead`` to ``PREFETCH_DISTANCE`` bytes past ``pos``; the new ``ahead``."""
+    last = data.shape[0] - 1
+    while ahead < pos + PREFETCH_DISTANCE:
+        prefetch(data, min(ahead, last))
+        ahead += _LINE
+    return ahead
 
 
 def read_uint(data: np.ndarray, at: int, size: int, big_endian: bool) -> int:

@@ -29,13 +29,10 @@ from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
-from llvmlite import ir
-from numba import config as numba_config
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
 from .config import DEFAULT_CONFIG, DecodeConfig
+from .prefetch import prefetch
 from .records import RecordBatch
 from .schema import (
     APP_HINT_BYTES,
@@ -161,32 +158,6 @@ _HTTP_METHODS = np.frombuffer(b"GET POST PUT DELETE HEAD OPTIONS PATCH CONNECT T
 """Methods of an HTTP request line, each with the space that must follow it."""
 _HTTP_RESPONSE = np.frombuffer(b"HTTP/1.", dtype=np.uint8)
 _SSH = np.frombuffer(b"SSH-", dtype=np.uint8)
-
-
-if numba_config.DISABLE_JIT:
-
-    def _prefetch(buf, index):
-        """Nothing to do in plain Python."""
-
-else:
-
-    @intrinsic
-    def _prefetch(typingctx, buf, index):
-        """Hint the CPU to fetch ``buf[index]`` into the cache; it reads nothing, so any index is safe."""
-
-        def codegen(context, builder, signature, args):
-            array = context.make_array(signature.args[0])(context, builder, args[0])
-            byte_pointer = ir.IntType(8).as_pointer()
-            i32 = ir.IntType(32)
-            prefetch = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]), "llvm.prefetch.p0i8"
-            )
-            # Named as typed-pointer LLVM names it; LLVM with opaque pointers upgrades the name itself.
-            address = builder.bitcast(builder.gep(array.data, [args[1]]), byte_pointer)
-            builder.call(prefetch, [address, i32(0), i32(3), i32(1)])  # read, keep in all caches, data
-            return context.get_dummy_value()
-
-        return types.void(buf, index), codegen
 
 
 @njit(cache=True, nogil=True)
@@ -715,7 +686,7 @@ def decode_records(buf, data_start, caplen, wirelen, ts_ns, rec_offset, linktype
         if i + PREFETCH_AHEAD < n:
             ahead = data_start[i + PREFETCH_AHEAD]
             for line in range(0, PREFETCH_BYTES, 64):
-                _prefetch(buf, ahead + line)
+                prefetch(buf, ahead + line)
         out[i] = undecoded[0]
         row = out[i]
         row["ts_ns"] = ts_ns[i]
