@@ -2,7 +2,9 @@
 
     python -m benchmarks.decode_throughput [--size 1G] [--capture FILE] [--json OUT]
 
-(a) ``vxlaninspect.decode`` of the capture file; (b) the kernel alone
+(a) ``vxlaninspect.decode`` of the capture file, and ``vxlaninspect.scan`` of it
+(decode, then flows, tunnels and networks, no payload inspection), the
+difference being what building those tables costs; (b) the kernel alone
 over batches already read into memory, on every core and on one thread; (c) a
 plain dpkt loop doing the same decode work on the first packets, its rate
 extrapolated; (d) first-run compile and warm start, each in a fresh interpreter;
@@ -34,6 +36,7 @@ from vxlaninspect.decoding import decode
 from vxlaninspect.errors import CaptureError
 from vxlaninspect.kernel import decode_batch
 from vxlaninspect.records import RecordBatch
+from vxlaninspect.scanning import scan
 
 from .dpkt_baseline import decode_frames
 from .generate import (
@@ -54,6 +57,8 @@ MIN_BYTES_PER_SECOND = 1e9
 MIN_DPKT_RATIO = 300
 MAX_PEAK_RSS_BYTES = 500e6
 MAX_COMPILE_SECONDS = 10
+MAX_TABLES_SHARE = 0.20
+"""Building flows, tunnels and networks: at most this share of the decode time."""
 
 
 @dataclass(frozen=True)
@@ -109,20 +114,33 @@ def evict_page_cache(path: Path) -> None:
         os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-def measure_decode_file(path: Path, repeat: int, cold: bool) -> Rate:
-    """Fastest of ``repeat`` passes of ``decode(path)``, counting packets and captured bytes."""
+def decode_pass(path: Path) -> Rate:
+    """One pass of ``decode(path)``, counting packets and captured bytes."""
+    packets = captured = 0
+    began = time.perf_counter()
+    for table in decode(path):
+        packets += len(table)
+        captured += int(table.rows["caplen"].sum(dtype=np.uint64))
+    return Rate(packets, captured, time.perf_counter() - began)
 
-    def one_pass() -> Rate:
-        if cold:
-            evict_page_cache(path)
-        packets = captured = 0
-        began = time.perf_counter()
-        for table in decode(path):
-            packets += len(table)
-            captured += int(table.rows["caplen"].sum(dtype=np.uint64))
-        return Rate(packets, captured, time.perf_counter() - began)
 
-    return min((one_pass() for _ in range(repeat)), key=lambda rate: rate.seconds)
+def scan_pass(path: Path) -> Rate:
+    """One pass of ``scan(path)``: the Report's flows, tunnels and networks, without payload inspection."""
+    began = time.perf_counter()
+    report = scan(path)
+    seconds = time.perf_counter() - began
+    return Rate(report.stats.packets, sum(c.bytes for c in report.captures), seconds)
+
+
+def measure_file(path: Path, repeat: int, cold: bool) -> tuple[Rate, Rate]:
+    """Fastest of ``repeat`` passes of ``decode(path)`` and of ``scan(path)``, taken in turn."""
+    decoded, scanned = [], []
+    for _ in range(repeat):
+        for one_pass, passes in ((decode_pass, decoded), (scan_pass, scanned)):
+            if cold:
+                evict_page_cache(path)
+            passes.append(one_pass(path))
+    return min(decoded, key=lambda rate: rate.seconds), min(scanned, key=lambda rate: rate.seconds)
 
 
 def positive(text: str) -> int:
@@ -158,17 +176,21 @@ def measure_kernel(batches: list[RecordBatch], repeat: int, threads: int | None)
     return Rate(packets, captured, min(seconds))
 
 
-def measure_dpkt(batches: list[RecordBatch], limit: int) -> tuple[Rate, int]:
-    """The dpkt loop over the first ``limit`` frames, read into memory first; and how many dpkt could not parse."""
+def measure_dpkt(batches: list[RecordBatch], limit: int, repeat: int) -> tuple[Rate, int]:
+    """Fastest of ``repeat`` passes of the dpkt loop over the first ``limit`` frames, read into memory first;
+    and how many dpkt could not parse."""
     frames: list[bytes] = []
     for batch in batches:
         take = min(len(batch), limit - len(frames))
         frames.extend(batch.record(i) for i in range(take))
         if len(frames) == limit:
             break
-    began = time.perf_counter()
-    unparsed = decode_frames(frames, DEFAULT_CONFIG.vxlan_ports)
-    return Rate(len(frames), sum(len(f) for f in frames), time.perf_counter() - began), unparsed
+    seconds = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        unparsed = decode_frames(frames, DEFAULT_CONFIG.vxlan_ports)
+        seconds.append(time.perf_counter() - began)
+    return Rate(len(frames), sum(len(f) for f in frames), min(seconds)), unparsed
 
 
 def run_probe(kind: str, capture: Path, cache_dir: Path) -> dict[str, float | int]:
@@ -211,17 +233,18 @@ def make_capture(args: argparse.Namespace, name: str, size: int) -> GenerationRe
 
 def throughput_figures(capture: Path, args: argparse.Namespace) -> dict[str, object]:
     """(a), (b) and (c), with the ratios between them."""
-    progress("(a) decoding the file ...")
-    from_file = measure_decode_file(capture, args.repeat, args.cold)
+    progress("(a) decoding and scanning the file ...")
+    from_file, scanned = measure_file(capture, args.repeat, args.cold)
     progress("(b) the kernel over batches in memory ...")
     batches = load_batches(capture)
     kernel = measure_kernel(batches, args.repeat, threads=None)
     kernel_one = measure_kernel(batches, args.repeat, threads=1)
     progress(f"(c) the dpkt loop over the first {args.dpkt_packets:,} packets ...")
-    baseline, unparsed = measure_dpkt(batches, args.dpkt_packets)
+    baseline, unparsed = measure_dpkt(batches, args.dpkt_packets, args.repeat)
     return {
         "capture": {"path": str(capture), "file_bytes": capture.stat().st_size, "packets": from_file.packets},
         "decode_file": {**from_file.to_dict(), "page_cache": "cold" if args.cold else "warm"},
+        "scan_file": {**scanned.to_dict(), "page_cache": "cold" if args.cold else "warm"},
         "kernel_in_memory": {**kernel.to_dict(), "threads": len(os.sched_getaffinity(0))},
         "kernel_in_memory_one_thread": {**kernel_one.to_dict(), "threads": 1},
         "dpkt_loop": {
@@ -234,6 +257,7 @@ def throughput_figures(capture: Path, args: argparse.Namespace) -> dict[str, obj
             "kernel_vs_dpkt": kernel.packets_per_second / baseline.packets_per_second,
             "kernel_one_thread_vs_dpkt": kernel_one.packets_per_second / baseline.packets_per_second,
             "decode_file_vs_dpkt": from_file.packets_per_second / baseline.packets_per_second,
+            "tables_vs_decode_file": scanned.seconds / from_file.seconds - 1,
         },
     }
 
@@ -252,6 +276,13 @@ def check_targets(results: dict[str, object]) -> list[Target]:
             "bytes",
         ),
         Target("first run, fresh numba cache", results["start"]["cold"]["seconds"], MAX_COMPILE_SECONDS, False, "s"),
+        Target(
+            "flows, tunnels, networks vs decode(path)",
+            results["ratios"]["tables_vs_decode_file"],
+            MAX_TABLES_SHARE,
+            False,
+            "share",
+        ),
     ]
 
 
@@ -308,6 +339,7 @@ DISPLAY_UNITS = {
     "bytes": (1e6, "MB"),
     "x": (1, "x"),
     "s": (1, "s"),
+    "share": (0.01, "%"),
 }
 
 
@@ -334,6 +366,7 @@ def render(results: dict[str, object]) -> str:
         )
     for key, label in (
         ("decode_file", f"decode(path), page cache {results['decode_file']['page_cache']}"),
+        ("scan_file", "scan(path): + flows, tunnels, networks"),
         ("kernel_in_memory", f"kernel in memory, {results['kernel_in_memory']['threads']} threads"),
         ("kernel_in_memory_one_thread", "kernel in memory, 1 thread"),
         ("dpkt_loop", "dpkt loop (extrapolated)"),
@@ -421,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat",
         type=argparse_type(positive),
         default=3,
-        help="passes of (a) and (b); the fastest counts (default 3)",
+        help="passes of (a), (b) and (c); the fastest counts (default 3)",
     )
     parser.add_argument(
         "--cold", action="store_true", help="evict the capture from the page cache before each pass of (a)"

@@ -14,8 +14,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import BinaryIO
+
+import numpy as np
 
 from .capture import DEFAULT_CHUNK_BYTES, open_capture
 from .config import DEFAULT_CONFIG, DecodeConfig
@@ -133,16 +136,21 @@ def scan_capture(
         info = CaptureInfo(error.path, None, None, (), 0, 0, None, None, error.reason, error.offset)
         return Report(captures=(info,), network_info=declared, warnings=warnings)
     error = None
-    with capture:
+    with capture, ThreadPoolExecutor(max_workers=1) as tables_thread:
+        counted: Future | None = None  # the previous chunk, being added to the tables
         try:
             for batch in capture.batches():
                 rows = decode_batch(batch, config)
-                flows.add(rows, batch.data if inspect is not None else None)
-                tunnels.add(rows)
+                if counted is not None:
+                    counted.result()
+                counted = tables_thread.submit(_count, flows, tunnels, rows, batch.data if inspect is not None else None)
                 if progress is not None and capture.compression == "none" and len(rows):
                     progress(int(rows["rec_offset"][-1]) + int(rows["caplen"][-1]))
         except CaptureError as damage:
             error = damage
+        finally:
+            if counted is not None:
+                counted.result()
     info = CaptureInfo(
         path=capture.path,
         format=capture.format,
@@ -182,6 +190,12 @@ def scan_capture(
         findings=findings,
         warnings=warnings,
     )
+
+
+def _count(flows: FlowTable, tunnels: TunnelTable, rows: np.ndarray, data: np.ndarray | None) -> None:
+    """Add a chunk's packet table to the tables (on a thread of its own, while the next chunk is decoded)."""
+    flows.add(rows, data)
+    tunnels.add(rows)
 
 
 def declarations(topology: Topology, expect_encrypted: Iterable[int | str]) -> tuple[tuple[NetworkInfo, ...], tuple[str, ...]]:
