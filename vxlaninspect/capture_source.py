@@ -1,8 +1,9 @@
 """The decompressed bytes of a capture, handed out as windows of about ``chunk_bytes``.
 
 A plain file is memory-mapped: a window is a view of the map, and pages behind
-the reader are dropped from the process, so resident memory stays near one
-window whatever the file size. Compressed input and pipes are streamed into a
+the window before the current one are dropped from the process (a consumer may
+still be working on that one), so resident memory stays near two windows
+whatever the file size. Compressed input and pipes are streamed into a
 pair of reused buffers; the bytes of an incomplete record at the end of one
 window are carried to the start of the next.
 """
@@ -57,10 +58,12 @@ class MappedFile:
         self._bytes: np.ndarray | None = np.frombuffer(self._map, dtype=np.uint8)
         self._chunk_bytes = chunk_bytes
         self._released = 0
+        self._previous = 0  # start of the window before the current one: its batches may still be in use
 
     def window(self, offset: int, need: int) -> Window:
         assert self._bytes is not None, "window of a closed source"
-        self._release_before(offset)
+        self._release_before(self._previous)
+        self._previous = offset
         end = min(offset + max(self._chunk_bytes, need), len(self._bytes))
         return Window(self._bytes[offset:end], end == len(self._bytes))
 

@@ -505,13 +505,13 @@ class FlowPayloads:
         serial_of: dict[tuple, int],
         ranges: dict[tuple[int, int], tuple[int, int]],
         meta: dict[str, np.ndarray],
-        data: np.ndarray,
+        chunks: list[np.ndarray],
         flows: tuple[Flow, ...],
     ) -> None:
         self._serial_of = serial_of
         self._ranges = ranges
         self._meta = meta
-        self._data = data
+        self._chunks = chunks  # segment bytes, in the chunk and at the offset ``meta`` gives
         self._flows = flows
 
     def flows(self) -> Iterator[Flow]:
@@ -527,21 +527,23 @@ class FlowPayloads:
         span = self._ranges.get((self._serial_of.get(flow.key, -1), side))
         if span is None:
             return ()
-        m = self._meta
+        first, end = span
+        names = ("ts", "seq", "flags", "chunk", "start", "take", "wire")
+        columns = (self._meta[name][first:end].tolist() for name in names)
         return tuple(
             Segment(
-                ts_ns=int(m["ts"][k]),
-                seq=int(m["seq"][k]),
-                tcp_flags=int(m["flags"][k]),
-                data=self._data[int(m["start"][k]) : int(m["start"][k]) + int(m["take"][k])].tobytes(),
-                wire_len=int(m["wire"][k]),
+                ts_ns=ts,
+                seq=seq,
+                tcp_flags=flags,
+                data=self._chunks[chunk][start : start + take].tobytes(),
+                wire_len=wire,
             )
-            for k in range(*span)
+            for ts, seq, flags, chunk, start, take, wire in zip(*columns)
         )
 
     @property
     def kept_bytes(self) -> int:
-        return len(self._data)
+        return sum(len(chunk) for chunk in self._chunks)
 
 
 Namer = Callable[[int | None, str], str | None]
@@ -644,7 +646,6 @@ class FlowTable:
         out = np.empty(int(lengths.sum()), dtype=np.uint8)
         starts = picked["data_start"] + picked["payload_off"].astype(np.int64)
         _gather(np.asarray(data, dtype=np.uint8), starts, lengths, out)
-        offset = sum(len(chunk) for chunk in self._segment_data)
         self._segment_data.append(out)
         self._segments.append(
             {
@@ -655,7 +656,8 @@ class FlowTable:
                 "flags": picked["tcp_flags"],
                 "wire": picked["payload_wire"],
                 "take": lengths,
-                "start": offset + np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64),
+                "chunk": np.full(len(chosen), len(self._segment_data) - 1, dtype=np.int64),
+                "start": np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64),
             }
         )
 
@@ -718,7 +720,7 @@ class FlowTable:
     def _payloads(self, flows: tuple[Flow, ...], serials: np.ndarray) -> FlowPayloads:
         serial_of = {flow.key: int(s) for flow, s in zip(flows, serials.tolist())}
         if not self._segments:
-            return FlowPayloads(serial_of, {}, {}, np.empty(0, dtype=np.uint8), flows)
+            return FlowPayloads(serial_of, {}, {}, [], flows)
         meta = {name: np.concatenate([s[name] for s in self._segments]) for name in self._segments[0]}
         order = np.lexsort((meta["dir"], meta["serial"]))  # stable: capture order within a direction
         meta = {name: column[order] for name, column in meta.items()}
@@ -728,4 +730,4 @@ class FlowTable:
         ranges = {
             (int(groups[f]) >> 1, int(groups[f]) & 1): (int(f), int(e)) for f, e in zip(firsts.tolist(), ends.tolist())
         }
-        return FlowPayloads(serial_of, ranges, meta, np.concatenate(self._segment_data), flows)
+        return FlowPayloads(serial_of, ranges, meta, self._segment_data, flows)
