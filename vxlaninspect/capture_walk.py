@@ -11,8 +11,8 @@ import numpy as np
 from numba import njit
 
 from .capture_source import ByteSource
-from .prefetch import prefetch
 from .errors import CaptureError
+from .prefetch import prefetch
 from .records import RecordBatch
 
 MAX_RECORD_BYTES = 256 << 10
@@ -44,6 +44,7 @@ PREFETCH_DISTANCE = 4096
 """Bytes ahead of the record being indexed that are fetched into the cache: a record's
 position depends on the one before, so the walk would otherwise wait on memory at each."""
 _LINE = 64
+
 
 class Damage(Exception):
     """Bytes that are not a valid record or block; ``reason`` says why."""

@@ -16,9 +16,11 @@ Decoding a batch in memory waits on memory more than on work, so the first
 bytes of records a few places ahead are prefetched; large batches are split
 between threads (the kernel releases the GIL).
 
-All compiled code lives in this module on purpose: numba's on-disk cache is
-invalidated by changes to the file that defines the cached function only, so
-compiled helpers in another module could be served stale from the cache.
+The compiled code of the kernel lives in this module on purpose: numba's
+on-disk cache is invalidated by changes to the file that defines the cached
+function only, so compiled helpers in another module could be served stale
+from the cache. The one exception is the ``prefetch`` intrinsic, shared with
+the capture walkers and not expected to change.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Each capture is decoded chunk by chunk; every chunk updates the capture's flow
 table (with the first payload bytes of each flow direction when an inspection
 stage is given), its tunnel table and its packet counts while the chunk's
-buffer is in memory. At the end of a capture the tables are rendered, the
+buffer is in memory, on a thread of its own while the next chunk is decoded
+(the compiled passes release the GIL). At the end of a capture the tables are rendered, the
 inspection stage (if any) turns flows and payloads into findings, and the
 capture's Report is complete. The Report of several captures is the sum of
 theirs.
