@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import ipaddress
 import os
+import signal
 import struct
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -720,6 +722,32 @@ def test_threads_split_the_batch_without_changing_a_row():
     frames = [vxlan_frame(vni=n % 5000)[: 20 + n % 120] for n in range(2 * MIN_RECORDS_PER_THREAD + 123)]
     batch = batch_of(frames, LinkType.ETHERNET)
     assert np.array_equal(decode_batch(batch, threads=2), decode_batch(batch, threads=1))
+
+
+def test_a_forked_child_decodes_on_threads_of_its_own():
+    """The parent's helper threads do not exist in a child made by fork: waiting on them would hang."""
+    frames = [vxlan_frame(vni=n % 5000)[: 20 + n % 120] for n in range(2 * MIN_RECORDS_PER_THREAD + 123)]
+    batch = batch_of(frames, LinkType.ETHERNET)
+    expected = decode_batch(batch, threads=2)  # the parent now has helper threads
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        rows = decode_batch(batch, threads=2)
+        os.write(writer, b"same" if np.array_equal(rows, expected) else b"diff")
+        os._exit(0)
+    os.close(writer)
+    try:
+        finished, deadline = False, time.monotonic() + 60
+        while not finished and time.monotonic() < deadline:
+            finished = os.waitpid(child, os.WNOHANG)[0] == child
+            time.sleep(0 if finished else 0.05)
+        if not finished:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+        assert finished, "the child hung decoding on threads"
+        assert os.read(reader, 4) == b"same"
+    finally:
+        os.close(reader)
 
 
 def test_empty_batch():

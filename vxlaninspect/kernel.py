@@ -14,7 +14,8 @@ fits in ``claim`` but not in ``data`` is TRUNCATED (as Wireshark tells
 
 Decoding a batch in memory waits on memory more than on work, so the first
 bytes of records a few places ahead are prefetched; large batches are split
-between threads (the kernel releases the GIL).
+between the calling thread and helper threads that live as long as the process
+(the kernel releases the GIL).
 
 The compiled code of the kernel lives in this module on purpose: numba's
 on-disk cache is invalidated by changes to the file that defines the cached
@@ -26,6 +27,7 @@ the capture walkers and not expected to change.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 
@@ -707,6 +709,37 @@ def _thread_count() -> int:
         return os.cpu_count() or 1
 
 
+class _HelperThreads:
+    """Threads kept for the life of the process, so that decoding a batch starts none.
+
+    Starting threads for every batch cost as much as the second thread saved.
+    A child made by ``fork`` has none of its parent's threads: it starts its own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._size = 0
+        os.register_at_fork(after_in_child=self._forget)
+
+    def pool(self, size: int) -> ThreadPoolExecutor:
+        """A pool of at least ``size`` threads."""
+        with self._lock:
+            if self._pool is None or self._size < size:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=False)
+                self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="vxlaninspect-kernel")
+                self._size = size
+            return self._pool
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._pool, self._size = None, 0
+
+
+_HELPERS = _HelperThreads()
+
+
 def _readonly(array: np.ndarray, dtype: npt.DTypeLike) -> np.ndarray:
     """A read-only contiguous view (a copy only if needed): one array type, so one compiled kernel."""
     view = np.ascontiguousarray(array, dtype=dtype).view()
@@ -743,12 +776,16 @@ def decode_batch(
     if workers == 1:
         decode_records(data, *columns, ports, undecoded, rows)
         return rows
-    bounds = np.linspace(0, n, workers + 1).astype(np.int64)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        slices = [
-            pool.submit(decode_records, data, *(c[lo:hi] for c in columns), ports, undecoded, rows[lo:hi])
-            for lo, hi in pairwise(bounds)
-        ]
-        for decoded in slices:
+    bounds = list(pairwise(np.linspace(0, n, workers + 1).astype(np.int64).tolist()))
+    pool = _HELPERS.pool(workers - 1)
+    helped = [
+        pool.submit(decode_records, data, *(c[lo:hi] for c in columns), ports, undecoded, rows[lo:hi])
+        for lo, hi in bounds[1:]
+    ]
+    lo, hi = bounds[0]
+    try:
+        decode_records(data, *(c[lo:hi] for c in columns), ports, undecoded, rows[lo:hi])
+    finally:
+        for decoded in helped:
             decoded.result()
     return rows
