@@ -12,6 +12,7 @@ import numpy as np
 from .capture import DEFAULT_CHUNK_BYTES, open_capture
 from .config import DEFAULT_CONFIG, DecodeConfig
 from .kernel import decode_batch
+from .row_buffers import RowBuffers
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ def decode(
     """
     if vxlan_ports is not None:
         config = replace(config, vxlan_ports=tuple(vxlan_ports))
+    tables = RowBuffers()
     with open_capture(source, chunk_bytes=chunk_bytes) as capture:
         for batch in capture.batches():
-            yield PacketTable(capture.path, decode_batch(batch, config), batch.data)
+            rows = decode_batch(batch, config, out=tables.take(len(batch)))
+            yield PacketTable(capture.path, rows, batch.data)
+            del rows  # so that a table the caller let go can be written again

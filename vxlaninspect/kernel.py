@@ -748,13 +748,19 @@ def _readonly(array: np.ndarray, dtype: npt.DTypeLike) -> np.ndarray:
 
 
 def decode_batch(
-    batch: RecordBatch, config: DecodeConfig = DEFAULT_CONFIG, *, threads: int | None = None
+    batch: RecordBatch,
+    config: DecodeConfig = DEFAULT_CONFIG,
+    *,
+    threads: int | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Decode every record of ``batch``: ``len(batch)`` rows of ``schema.PACKET_DTYPE``.
 
     ``threads`` caps the threads that share the work (default: the CPUs this
-    process may use); small batches are decoded on the calling thread. Raises
-    ``ValueError`` when a record lies outside ``batch.data``.
+    process may use); small batches are decoded on the calling thread. The rows
+    are written into ``out`` when it is given (``len(batch)`` contiguous rows of
+    that dtype, e.g. from ``RowBuffers.take``), else into a new array. Raises
+    ``ValueError`` when a record lies outside ``batch.data`` or ``out`` does not fit.
     """
     n = len(batch)
     data = _readonly(batch.data, np.uint8)
@@ -771,7 +777,12 @@ def decode_batch(
         raise ValueError("a record of the batch lies outside its data buffer")
     ports = _readonly(config.port_table(), np.uint8)
     undecoded = _readonly(empty_table(1), PACKET_DTYPE)
-    rows = np.empty(n, dtype=PACKET_DTYPE)
+    if out is None:
+        rows = np.empty(n, dtype=PACKET_DTYPE)
+    elif out.dtype != PACKET_DTYPE or out.shape != (n,) or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"out must be {n} contiguous, writable rows of PACKET_DTYPE")
+    else:
+        rows = out
     workers = max(1, min(threads or _thread_count(), n // MIN_RECORDS_PER_THREAD))
     if workers == 1:
         decode_records(data, *columns, ports, undecoded, rows)

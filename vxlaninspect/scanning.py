@@ -35,6 +35,7 @@ from .flows import (
 from .kernel import decode_batch
 from .networks import NetworkInfo
 from .report import CaptureInfo, Finding, Report, Stats
+from .row_buffers import RowBuffers
 from .schema import Encap, Status
 from .topology import EMPTY_TOPOLOGY, Topology
 from .tunnels import DEFAULT_MAX_ENTRIES, PacketTotals, TunnelTable
@@ -131,6 +132,7 @@ def scan_capture(
     started = time.perf_counter()
     flows = FlowTable(limits.max_flows, limits.payload_per_direction, limits.payload_total)
     tunnels = TunnelTable(limits.max_tunnel_entries)
+    tables = RowBuffers()
     try:
         capture = open_capture(source, chunk_bytes=limits.chunk_bytes)
     except CaptureError as error:
@@ -141,7 +143,7 @@ def scan_capture(
         counted: Future | None = None  # the previous chunk, being added to the tables
         try:
             for batch in capture.batches():
-                rows = decode_batch(batch, config)
+                rows = decode_batch(batch, config, out=tables.take(len(batch)))
                 if counted is not None:
                     counted.result()
                 counted = tables_thread.submit(_count, flows, tunnels, rows, batch.data if inspect is not None else None)
