@@ -15,6 +15,7 @@ from .capture import open_capture
 from .config import DEFAULT_CONFIG
 from .errors import CaptureError
 from .kernel import decode_batch
+from .row_buffers import RowBuffers
 from .schema import LinkType, PacketFlag
 from .topology import EMPTY_TOPOLOGY, Topology, load_topology
 
@@ -120,11 +121,12 @@ def extract_overlay(
     selector = service_selector(vni, service, load_topology(docker) if docker else EMPTY_TOPOLOGY)
     frames = 0
     error = None
+    tables = RowBuffers()
     with open_capture(capture) as source, open(out, "wb") as sink:
         sink.write(struct.pack("<IHHiIII", PCAP_NS_MAGIC, 2, 4, 0, 0, PCAP_SNAPLEN, LinkType.ETHERNET))
         try:
             for batch in source.batches():
-                rows = decode_batch(batch, config)
+                rows = decode_batch(batch, config, out=tables.take(len(batch)))
                 chosen = rows[selector.mask(rows)]
                 sink.write(inner_records(batch.data, chosen).tobytes())
                 frames += len(chosen)
