@@ -154,6 +154,19 @@ class Encap(IntEnum):
     NAT_KEEPALIVE = 7  # UDP 4500 with the single byte 0xFF
 
 
+ENCAP_NAMES = {
+    Encap.NONE: "none",
+    Encap.VXLAN: "vxlan",
+    Encap.GENEVE: "geneve",
+    Encap.VXLAN_GPE: "vxlan-gpe",
+    Encap.ESP: "esp",
+    Encap.ESP_UDP: "esp-udp",
+    Encap.IKE: "ike",
+    Encap.NAT_KEEPALIVE: "nat-keepalive",
+}
+"""How reports and ``verify`` name each encapsulation."""
+
+
 class PacketFlag(IntFlag):
     """Facts about a packet that are not errors."""
 

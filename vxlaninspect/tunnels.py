@@ -27,19 +27,10 @@ import numpy as np
 from numba import njit
 
 from .addresses import ip_text
-from .schema import Encap, PacketFlag, Status
+from .schema import ENCAP_NAMES, Encap, PacketFlag, Status
 
 DEFAULT_MAX_ENTRIES = 65_536
 
-ENCAP_NAMES = {
-    Encap.VXLAN: "vxlan",
-    Encap.GENEVE: "geneve",
-    Encap.VXLAN_GPE: "vxlan-gpe",
-    Encap.ESP: "esp",
-    Encap.ESP_UDP: "esp-udp",
-    Encap.IKE: "ike",
-    Encap.NAT_KEEPALIVE: "nat-keepalive",
-}
 OVERLAY_ENCAPS = frozenset({"vxlan", "geneve", "vxlan-gpe"})
 ESP_ENCAPS = frozenset({"esp", "esp-udp"})
 

@@ -4,7 +4,7 @@ A ``PacketView`` holds, per compared field, a short text value, or None when
 that side has nothing to say (no such layer, or a header it did not decode).
 Both sides name things alike: addresses as ``ipaddress`` prints them, numbers
 in decimal, SPIs as ``0x`` and eight hex digits, tunnels by the names in
-``ENCAP_NAMES``.
+``schema.ENCAP_NAMES``.
 
 Application fields say whether the payload starts a message of that protocol:
 ``"request"``/``"response"`` (http), ``"record"`` (tls), ``"banner"`` (ssh),
@@ -30,19 +30,9 @@ from functools import lru_cache
 import numpy as np
 
 from .addresses import ip_text
-from .schema import NO_VNI, PACKET_DTYPE, AppHint, Encap, PacketFlag, Status
+from .schema import ENCAP_NAMES, NO_VNI, PACKET_DTYPE, AppHint, Encap, PacketFlag, Status
 from .tshark_fields import TsharkFrame
 
-ENCAP_NAMES = {
-    Encap.NONE: "none",
-    Encap.VXLAN: "vxlan",
-    Encap.GENEVE: "geneve",
-    Encap.VXLAN_GPE: "vxlan-gpe",
-    Encap.ESP: "esp",
-    Encap.ESP_UDP: "esp-udp",
-    Encap.IKE: "ike",
-    Encap.NAT_KEEPALIVE: "nat-keepalive",
-}
 NO = "no"
 """An application field's value when the payload does not start a message of that protocol."""
 

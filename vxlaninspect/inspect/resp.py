@@ -219,6 +219,28 @@ class _RespParser:
         self._sample = bytearray()  # its first bytes
         self._sampling = True  # False once a gap broke the sample
 
+    def feed(self, data: bytes) -> list[RespEvent]:
+        """The commands (or replies) completed by the next bytes of the stream."""
+        if self.state in (RespState.DONE, RespState.ERROR) or not data:
+            return []
+        self._buffer += data
+        events: list[RespEvent] = []
+        while self._step(events):
+            pass
+        return events
+
+    def gap(self, size: int) -> list[RespEvent]:
+        """``size`` bytes are missing: skipped inside a bulk string, fatal anywhere else."""
+        if self.state in (RespState.DONE, RespState.ERROR) or size <= 0:
+            return []
+        if self._skip_gap(size):
+            return []
+        return [self._fail(self._offset + len(self._buffer), f"{size} bytes missing from the capture")]
+
+    def _step(self, events: list[RespEvent]) -> bool:
+        """Parse what the buffer holds next; whether to go on."""
+        raise NotImplementedError
+
     def _take_bulk(self, keep: int) -> bool:
         """Consume buffered payload of the current bulk string, keeping up to ``keep`` leading bytes."""
         size = min(len(self._buffer), self._bulk_left)
@@ -272,24 +294,6 @@ class RespCommandParser(_RespParser):
         self._count = 0  # arguments read so far, the name included
         self._expected = 0  # arguments the array announced
         self._truncated = False
-
-    def feed(self, data: bytes) -> list[RespEvent]:
-        """The commands completed by the next bytes of the stream."""
-        if self.state in (RespState.DONE, RespState.ERROR) or not data:
-            return []
-        self._buffer += data
-        events: list[RespEvent] = []
-        while self._step(events):
-            pass
-        return events
-
-    def gap(self, size: int) -> list[RespEvent]:
-        """``size`` bytes are missing: skipped inside an argument, fatal anywhere else."""
-        if self.state in (RespState.DONE, RespState.ERROR) or size <= 0:
-            return []
-        if self._skip_gap(size):
-            return []
-        return [self._fail(self._offset + len(self._buffer), f"{size} bytes missing from the capture")]
 
     def finish(self) -> list[RespEvent]:
         """The stream ended: a command cut short is reported with ``complete=False``."""
@@ -479,24 +483,6 @@ class RespReplyParser(_RespParser):
         self._top: tuple[int, ReplyKind, int] | None = None  # offset, kind, size of the reply being read
         self._attributed = False
         self._string_kind = ReplyKind.BULK_STRING
-
-    def feed(self, data: bytes) -> list[RespEvent]:
-        """The replies completed by the next bytes of the stream."""
-        if self.state in (RespState.DONE, RespState.ERROR) or not data:
-            return []
-        self._buffer += data
-        events: list[RespEvent] = []
-        while self._step(events):
-            pass
-        return events
-
-    def gap(self, size: int) -> list[RespEvent]:
-        """``size`` bytes are missing: skipped inside a string, fatal anywhere else."""
-        if self.state in (RespState.DONE, RespState.ERROR) or size <= 0:
-            return []
-        if self._skip_gap(size):
-            return []
-        return [self._fail(self._offset + len(self._buffer), f"{size} bytes missing from the capture")]
 
     def finish(self) -> list[RespEvent]:
         """The stream ended: a reply cut short is reported with ``complete=False``."""
