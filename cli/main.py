@@ -50,7 +50,6 @@ class Inputs:
     max_flows: int | None
     show_secrets: bool
     quiet: bool
-    verbose: int
 
 
 def input_options(command: Callable) -> Callable:
@@ -98,7 +97,6 @@ def input_options(command: Callable) -> Callable:
         ),
         click.option("--show-secrets", is_flag=True, help="Show passwords, tokens and cookies found in traffic (redacted by default)."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar, no warnings; errors only."),
-        click.option("-v", "--verbose", count=True, help="Also show captures and tunnels; -vv shows every flow."),
     )
     for option in reversed(options):
         command = option(command)
@@ -258,7 +256,8 @@ def _inputs(params: dict[str, Any]) -> Inputs:
     show_default=True,
     help="Exit 1 when a service leaked plaintext, a credential leaked, or an encrypted network carried cleartext.",
 )
-def scan(fmt: str, output: Any, fail_on: str, **params: Any) -> None:
+@click.option("-v", "--verbose", count=True, help="Also show captures and tunnels; -vv shows every flow.")
+def scan(fmt: str, output: Any, fail_on: str, verbose: int, **params: Any) -> None:
     """Which overlay networks carry cleartext, and which services leaked what.
 
     \b
@@ -269,7 +268,7 @@ def scan(fmt: str, output: Any, fail_on: str, **params: Any) -> None:
     """
     inputs = _inputs(params)
     report = _scan(inputs)
-    output.write(scan_text(report, fmt, inputs.verbose))
+    output.write(scan_text(report, fmt, verbose))
     _finish(report, fail_condition(report, fail_on))
 
 
@@ -314,7 +313,7 @@ SORT_KEYS = ("bytes", "packets", "payload", "first", "last")
 @input_options
 @output_options
 @click.option("--vni", type=int, multiple=True, help="Only flows in this VNI (repeatable; -1 for the underlay).")
-@click.option("--service", multiple=True, help="Only flows to or from this service name (repeatable).")
+@click.option("--service", multiple=True, help="Only flows from or to this service name (repeatable).")
 @click.option("--protocol", multiple=True, help="Only flows of this application protocol: http, resp, tls, ... (repeatable).")
 @click.option("--sort", "sort_key", type=click.Choice(SORT_KEYS), default="bytes", show_default=True, help="Largest (or earliest) first.")
 @click.option("--limit", type=click.IntRange(0), default=50, show_default=True, help="Rows shown; 0 for all.")
@@ -336,11 +335,12 @@ def select_flows(
 ) -> list[dict[str, Any]]:
     """Flows filtered by VNI, service and protocol, sorted and cut to ``limit``."""
     vnis = {None if v == -1 else v for v in vni}
+    service_names = set(service)
     chosen = [
         r
         for r in rows
         if (not vnis or r["vni"] in vnis)
-        and (not service or r.get("service") in service)
+        and (not service or not service_names.isdisjoint((r.get("service"), r.get("client_name"), r.get("server_name"))))
         and (not protocol or r.get("protocol") in protocol)
     ]
     field = {"payload": "payload_bytes", "first": "first_ts", "last": "last_ts"}.get(sort_key, sort_key)
@@ -362,7 +362,7 @@ def extract(capture: str, vni: int, service: str | None, out: str, vxlan_ports: 
 
     \b
     Example:
-      vxlaninspect extract node1.pcap --vni 4097 --service app1_redis -w redis.pcap
+      vxlaninspect extract node1.pcap --vni 4097 --service app1_redis --docker inspect/ -w redis.pcap
     """
     from vxlaninspect.errors import CaptureError
     from vxlaninspect.extract import extract_overlay

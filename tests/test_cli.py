@@ -104,8 +104,27 @@ def test_flow_filters_and_limit():
     assert rows and {r["vni"] for r in rows} == {4097}
     code, out, _ = run("flows", LAB_PCAP, "--docker", LAB_JSON, "--service", "web", "--format", "json", "--limit", "2")
     rows = json.loads(out)
-    assert len(rows) == 2 and {r["service"] for r in rows} == {"web"}
+    assert len(rows) == 2 and all("web" in (r["service"], r["client_name"]) for r in rows)
     assert rows[0]["bytes"] >= rows[1]["bytes"]
+
+
+def test_flows_of_a_service_include_those_it_opened():
+    """app1_web serves HTTP and is itself a client of app1_redis: --service app1_web shows both."""
+    sample = SAMPLES / "swarm-plaintext"
+    code, out, _ = run("flows", sample / "capture.pcap", "--docker", sample, "--service", "app1_web", "--format", "json", "--limit", "0")
+    rows = json.loads(out)
+    assert code == 0
+    assert {r["service"] for r in rows} == {"app1_web", "app1_redis"}
+    assert all(r["client_name"] == "app1_web" for r in rows if r["service"] == "app1_redis")
+
+
+def test_verbose_is_an_option_of_scan_only():
+    code, out, _ = run("scan", LAB_PCAP, "-vv")
+    assert code == 0 and {"CAPTURES", "TUNNELS", "FLOWS"} <= set(out.splitlines())
+    code, out, _ = run("scan", LAB_PCAP)
+    assert code == 0 and not {"CAPTURES", "TUNNELS", "FLOWS"} & set(out.splitlines())
+    code, _, err = run("networks", LAB_PCAP, "-v")
+    assert code == 2 and "No such option" in err
 
 
 def test_output_file(tmp_path):
@@ -252,6 +271,12 @@ def test_dask_cluster_gives_the_same_report(tmp_path):
         code, out, err = run("scan", folder, "-r", "--dask", cluster.scheduler_address, "--format", "json")
     assert code == 2, err
     assert _comparable(json.loads(out)) == _comparable(local)
+
+
+def test_dask_without_distributed_is_a_usage_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed now fails
+    code, _, err = run("scan", LAB_PCAP, "--dask", "tcp://127.0.0.1:8786")
+    assert code == 2 and "pip install 'vxlaninspect[dask]'" in err and "Traceback" not in err
 
 
 @pytest.mark.tshark

@@ -117,7 +117,10 @@ def _scan_in_pool(paths: Sequence[str], options: ScanOptions, jobs: int, done: C
 
 
 def _scan_on_dask(paths: Sequence[str], options: ScanOptions, address: str, done: Callable) -> None:
-    from distributed import Client, as_completed as dask_completed
+    try:
+        from distributed import Client, as_completed as dask_completed
+    except ImportError:
+        raise ValueError("scanning on Dask needs the 'distributed' package: pip install 'vxlaninspect[dask]'") from None
 
     with Client(address) as client:
         futures = client.map(scan_file, list(paths), options=options, pure=False)

@@ -20,9 +20,10 @@ class PacketTable:
     """Decoded rows of one chunk of a capture, with the bytes they point into.
 
     ``rows`` has dtype ``schema.PACKET_DTYPE``; ``data`` is the chunk's buffer,
-    which ``rows["data_start"]`` and the offsets relative to it index. The buffer
-    may be a view of a memory map that is released when the capture is closed:
-    copy what you keep.
+    which ``rows["data_start"]`` and the offsets relative to it index. Both stay
+    valid for as long as they are kept, after the capture is closed too (a memory
+    map is unmapped with the last view of it, and a table is written again only
+    once nothing refers to it); keeping them keeps their memory.
     """
 
     path: str

@@ -1,4 +1,4 @@
-"""The one exception type the public API raises for bad input."""
+"""The exception the public API raises for a capture it cannot open or read to the end."""
 
 from __future__ import annotations
 
