@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import mmap
 import struct
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from tests.test_capture_support import (
     walk_pcap,
 )
 from vxlaninspect.capture import open_capture
+from vxlaninspect.capture_source import MappedFile
+from vxlaninspect.capture_walk import PREFETCH_DISTANCE, fetch_ahead
 
 LARGE_PACKETS_FILE = "tcpdump__gso-ipv6-vxlan-ipv4.pcap"  # one 7026-byte record
 ONE_CHUNK = 1 << 30
@@ -142,3 +145,29 @@ def test_records_larger_than_the_chunk_in_a_stream(tmp_path: Path) -> None:
     reading = read_capture(io.BytesIO(gzip.compress(raw)), chunk_bytes=1000)
     assert reading.error is None
     assert [(r.ts_ns, r.data) for r in reading.records] == [(5_000_006_000, big)]
+
+
+def test_the_map_drops_pages_only_behind_the_window_before_the_current_one(tmp_path: Path) -> None:
+    """A consumer may still read the previous window's batches while the next window is handed out."""
+    page = mmap.PAGESIZE
+    path = tmp_path / "pages.bin"
+    path.write_bytes(bytes(64 * page))
+    chunk = 16 * page
+    with open(path, "rb") as file:
+        source = MappedFile(file, path.stat().st_size, chunk)
+        try:
+            source.window(0, 0)
+            source.window(chunk, 0)
+            assert source._released == 0  # the first window may still be in use
+            source.window(2 * chunk, 0)
+            assert source._released == chunk  # now only the first is dropped
+        finally:
+            source.close()
+
+
+def test_fetch_ahead_reaches_the_prefetch_distance_and_never_goes_back() -> None:
+    data = np.zeros(10 * PREFETCH_DISTANCE, dtype=np.uint8)
+    ahead = fetch_ahead(data, 0, 100)
+    assert 100 + PREFETCH_DISTANCE <= ahead < 100 + PREFETCH_DISTANCE + 64
+    assert fetch_ahead(data, ahead, 100) == ahead  # already far enough
+    assert fetch_ahead(np.zeros(0, dtype=np.uint8), 0, 0) >= PREFETCH_DISTANCE  # hints only: an empty buffer is safe

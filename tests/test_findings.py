@@ -607,8 +607,10 @@ def test_a_secret_json_value_is_never_shown_even_cut_short(name: bytes, value: s
     sample = document[: len(document) - cut]
     redacted, _ = redact_assignments(sample)
     secret = json.dumps(value).encode()[1:-1]
-    if len(secret) >= 4:
-        assert secret not in redacted
+    start = document.index(secret, document.index(name) + len(name)) if secret else len(sample)
+    shown = sample[start : start + len(secret)]  # the part of the value that the cut sample holds
+    if len(shown) >= 4:
+        assert shown not in redacted
     if b'"bob"' in sample:
         assert redacted.startswith(b'{"user": "bob"'), "a value that is not secret stays"
 

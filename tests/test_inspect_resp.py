@@ -156,7 +156,7 @@ def redis_socket(tmp_path_factory) -> Iterator[Path]:
     """A throw-away redis-server on a unix socket, with DEBUG enabled for RESP3 samples."""
     server = shutil.which("redis-server")
     if server is None:
-        pytest.skip("redis-server is not installed")
+        pytest.fail("redis-server is not installed: run the README's test command (it installs redis-server)")
     directory = tmp_path_factory.mktemp("redis")
     path = directory / "redis.sock"
     process = subprocess.Popen(

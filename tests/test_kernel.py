@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -722,6 +723,20 @@ def test_threads_split_the_batch_without_changing_a_row():
     frames = [vxlan_frame(vni=n % 5000)[: 20 + n % 120] for n in range(2 * MIN_RECORDS_PER_THREAD + 123)]
     batch = batch_of(frames, LinkType.ETHERNET)
     assert np.array_equal(decode_batch(batch, threads=2), decode_batch(batch, threads=1))
+
+
+def test_helper_threads_are_kept_and_write_into_the_given_table():
+    frames = [vxlan_frame(vni=n % 5000)[: 20 + n % 120] for n in range(3 * MIN_RECORDS_PER_THREAD + 7)]
+    batch = batch_of(frames, LinkType.ETHERNET)
+    alone = decode_batch(batch, threads=1)
+    helpers = []
+    for _ in range(5):
+        out = np.empty(len(batch), dtype=PACKET_DTYPE)
+        assert decode_batch(batch, threads=2, out=out) is out
+        assert np.array_equal(out, alone)
+        helpers.append({t.ident for t in threading.enumerate() if t.name.startswith("vxlaninspect-kernel")})
+    assert len(helpers[0]) >= 1 and all(h == helpers[0] for h in helpers)  # the same threads every time
+    assert np.array_equal(decode_batch(batch, threads=3), alone)  # the pool grows when asked for more
 
 
 def test_a_forked_child_decodes_on_threads_of_its_own():

@@ -18,6 +18,8 @@ from tests.conftest import CORPUS, SAMPLES
 from tests.test_flows import pcap_records
 from vxlaninspect.flows import Direction, Flow, FlowPayloads
 from vxlaninspect.report import Finding, Report
+from vxlaninspect import scanning
+from vxlaninspect.findings import Inspection
 from vxlaninspect.scanning import Limits, scan
 from vxlaninspect.topology import load_topology
 
@@ -97,11 +99,37 @@ def test_a_damaged_capture_is_recorded_with_everything_before_the_damage(tmp_pat
     prefix = tmp_path / "prefix.pcap"
     prefix.write_bytes(header + b"".join(h + d for h, d in records[:kept]))
 
-    report = scan(damaged)
-    (capture,) = report.captures
-    assert capture.error and capture.error_offset == cut_at
-    assert capture.packets == kept
-    assert without_captures(report) == without_captures(scan(prefix))
+    for chunk_bytes in (1024, Limits().chunk_bytes):  # the damage in a later chunk, or in the only one
+        report = scan(damaged, limits=Limits(chunk_bytes=chunk_bytes))
+        (capture,) = report.captures
+        assert capture.error and capture.error_offset == cut_at
+        assert capture.packets == kept
+        assert without_captures(report) == without_captures(scan(prefix))
+
+
+@pytest.mark.parametrize("name", ["capture.pcap", "capture.pcap.gz"])
+@pytest.mark.parametrize("chunk_bytes", [512, 4096])
+def test_chunks_added_to_the_tables_on_their_own_thread_give_the_report_of_one(name: str, chunk_bytes: int) -> None:
+    """Small chunks: many go through the table thread while the next is decoded, payloads inspected across them."""
+    sample = SAMPLES / "swarm-plaintext"
+    inspection = Inspection.for_topology(load_topology([sample]))
+    whole = without_captures(scan(sample / "capture.pcap", inspect=inspection))
+    chunked = scan(sample / name, inspect=inspection, limits=Limits(chunk_bytes=chunk_bytes))
+    assert whole["findings"] and without_captures(chunked) == whole
+
+
+def test_an_error_on_the_table_thread_reaches_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def failing(*args: object) -> None:
+        calls.append(args)
+        if len(calls) == 2:
+            raise RuntimeError("table thread failed")
+
+    monkeypatch.setattr(scanning, "_count", failing)
+    with pytest.raises(RuntimeError, match="table thread failed"):
+        scan(SAMPLES / "swarm-plaintext" / "capture.pcap", limits=Limits(chunk_bytes=512))
+    assert len(calls) == 2  # no chunk was handed over after the failure
 
 
 def test_unreadable_captures_are_recorded_and_the_others_scanned(tmp_path: Path) -> None:
