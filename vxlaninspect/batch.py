@@ -9,10 +9,9 @@ scanned again.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +108,9 @@ class _Cached:
 
 
 def _scan_in_pool(paths: Sequence[str], options: ScanOptions, jobs: int, done: Callable) -> None:
+    import multiprocessing  # only a pooled batch needs it
+    from concurrent.futures import ProcessPoolExecutor
+
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures: dict[Future, str] = {pool.submit(scan_file, path, options): path for path in paths}

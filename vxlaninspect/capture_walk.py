@@ -1,4 +1,10 @@
-"""What the pcap and pcapng readers share: limits, the record index the kernels fill, the walk over windows."""
+"""What the pcap and pcapng readers share: limits, the record index the kernels fill, the walk over windows.
+
+The compiled helpers here (``load_u16``, ``load_u32``, ``fetch_ahead``) are
+compiled into both walkers, and numba's on-disk cache of a walker only notices
+changes to its own file: after changing one of them, touch ``capture_pcap.py``
+and ``capture_pcapng.py`` too (or clear ``__pycache__``).
+"""
 
 from __future__ import annotations
 

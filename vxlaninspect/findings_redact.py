@@ -100,7 +100,3 @@ class Evidence:
         if len(text) <= self.max_chars:
             return text
         return text[: max(self.max_chars - 3, 0)] + "..."
-
-    def secret(self, value: bytes, placeholder: bytes = REDACTED_BYTES) -> bytes:
-        """``value`` when secrets are shown, else ``placeholder``."""
-        return value if self.show_secrets else placeholder

@@ -54,9 +54,14 @@ def ts_value(text: str | None) -> int | None:
     if text is None:
         return None
     whole, _, fraction = text.rstrip("Z").partition(".")
-    moment = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
-    seconds = (moment - _EPOCH).days * 86400 + (moment - _EPOCH).seconds
-    return seconds * _NS + int(fraction.ljust(9, "0")[:9] or 0)
+    return _second_value(whole) * _NS + int(fraction.ljust(9, "0")[:9] or 0)
+
+
+@lru_cache(maxsize=4096)
+def _second_value(text: str) -> int:
+    """Seconds since the epoch of ``"2024-05-01T12:00:00"`` (UTC): the inverse of ``_second_text``."""
+    moment = datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    return (moment - _EPOCH).days * 86400 + (moment - _EPOCH).seconds
 
 
 class Severity(str, Enum):

@@ -96,6 +96,8 @@ class Topology:
     warnings: tuple[str, ...]
     _by_network_ip: dict[tuple[str, str], Endpoint] = field(init=False, repr=False, compare=False)
     _by_ip: dict[str, Endpoint] = field(init=False, repr=False, compare=False)
+    _by_vni: dict[int, Network] = field(init=False, repr=False, compare=False)
+    _by_name_or_id: dict[str, Network] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "networks", tuple(self.networks))
@@ -109,6 +111,15 @@ class Topology:
             by_ip.setdefault(endpoint.ip, endpoint)
         object.__setattr__(self, "_by_network_ip", by_network_ip)
         object.__setattr__(self, "_by_ip", by_ip)
+        by_vni: dict[int, Network] = {}
+        by_name_or_id: dict[str, Network] = {}
+        for network in self.networks:  # the first network that claims a VNI, name or ID keeps it
+            for vni in network.vnis:
+                by_vni.setdefault(vni, network)
+            for key in (network.name, network.id):
+                by_name_or_id.setdefault(key, network)
+        object.__setattr__(self, "_by_vni", by_vni)
+        object.__setattr__(self, "_by_name_or_id", by_name_or_id)
 
     def __reduce__(self) -> tuple:
         """Pickle by value, so a Topology travels to worker processes."""
@@ -116,15 +127,14 @@ class Topology:
 
     def network_by_vni(self, vni: int) -> Network | None:
         """The network that owns VXLAN ``vni``."""
-        return next((n for n in self.networks if vni in n.vnis), None)
+        return self._by_vni.get(vni)
 
     def network_named(self, name_or_id: str) -> Network | None:
         """The network with this name, ID, or unambiguous ID prefix (as the Docker CLI accepts)."""
         if not name_or_id:
             return None
-        for network in self.networks:
-            if name_or_id in (network.name, network.id):
-                return network
+        if name_or_id in self._by_name_or_id:
+            return self._by_name_or_id[name_or_id]
         matches = [n for n in self.networks if n.id.startswith(name_or_id)]
         return matches[0] if len(matches) == 1 else None
 

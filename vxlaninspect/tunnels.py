@@ -74,14 +74,20 @@ def _mix(h, w):
 
 
 @njit(cache=True, nogil=True)
+def _home(key, mask):
+    """The slot where probing for ``key`` (``_KEY_WORDS`` words) starts."""
+    h = _SEED
+    for k in range(_KEY_WORDS):
+        h = _mix(h, key[k])
+    return np.int64(h & np.uint64(mask))
+
+
+@njit(cache=True, nogil=True)
 def _reindex(keys, n, index):
     index[:] = _EMPTY
     mask = np.int64(len(index) - 1)
     for f in range(n):
-        h = _SEED
-        for k in range(_KEY_WORDS):
-            h = _mix(h, keys[f, k])
-        slot = np.int64(h & np.uint64(mask))
+        slot = _home(keys[f], mask)
         while index[slot] != _EMPTY:
             slot = (slot + 1) & mask
         index[slot] = f
@@ -132,10 +138,7 @@ def _accumulate(rows, start, keys, counters, index, n, limit, capacity, totals):
             )
             if not same:
                 w[0], w[1], w[2], w[3], w[4] = r["o_src_hi"], r["o_src_lo"], r["o_dst_hi"], r["o_dst_lo"], meta
-                h = _SEED
-                for k in range(_KEY_WORDS):
-                    h = _mix(h, w[k])
-                slot = np.int64(h & np.uint64(mask))
+                slot = _home(w, mask)
                 f = _EMPTY
                 while index[slot] != _EMPTY:
                     g = index[slot]

@@ -85,10 +85,6 @@ class ByteBudget:
         self.limit = limit
         self.used = 0
 
-    @property
-    def available(self) -> int:
-        return self.limit - self.used
-
     def reserve(self, size: int) -> bool:
         """Take ``size`` bytes from the budget if they are all available."""
         if size > self.limit - self.used:
@@ -147,11 +143,6 @@ class Stream:
     def midstream(self) -> bool:
         """The stream started without a SYN: the capture began mid-connection."""
         return self._base is not None and not self._syn
-
-    @property
-    def delivered(self) -> int:
-        """Stream offset up to which bytes have been delivered (gaps included)."""
-        return self._next
 
     @property
     def held(self) -> int:
