@@ -172,6 +172,7 @@ KNOWN_CASES = {
     Reason.MALFORMED_HEADER: [vxlan_frame(inner_http(total_length=1400))],
     Reason.FRAGMENT_PAYLOAD: [ether(ipv4(udp(vxlan(4096) + REQUEST, 49152, 4789)[:80], 17, fragment=0x2000))],
     Reason.NOT_DISSECTED: [vxlan_frame(ether(ipv4(tcp(HTTP_GET, 40000, 6000), 6)))],  # tshark: no HTTP on 6000
+    Reason.SHORT_ICMP: [ether(ipv4(b"\xf1\xc4\x00\x00", 1, fragment=0x2000))],  # 4 bytes in a first fragment
 }
 
 

@@ -67,6 +67,7 @@ FIELDS = (
     "resp.bulk_string",
     "_ws.short",
     "_ws.expert.severity",
+    "_ws.unreassembled",
     "ssh.protocol",  # last: a string field, so stray separators in it cannot shift other columns
 )
 """The fields asked of tshark, in column order."""

@@ -74,7 +74,7 @@ _TEXT = {
     ),
     Reason.SHORT_ICMP: (
         "an ICMP message shorter than 8 bytes: vxlaninspect reads its type and code from the first 4, "
-        "tshark calls it malformed"
+        "tshark calls it malformed (or, in a first fragment, unreassembled)"
     ),
     Reason.TLS_PARTIAL_RECORD: (
         "a TLS record that does not end in the segment: vxlaninspect knows TLS by the record header, "
@@ -163,7 +163,7 @@ def explain(field: str, pair: PacketPair) -> Reason | None:
         return Reason.NOT_FOLLOWED
     if PacketFlag.IP_LENGTH_ZERO in flags and (theirs is None or field in _BEYOND_OUTER_TRANSPORT) and frame.has_error:
         return Reason.IP_LENGTH_ZERO
-    if field in _PORTS and int(row["proto"]) in _ICMPS and theirs is None and frame.has_error:
+    if field in _PORTS and int(row["proto"]) in _ICMPS and theirs is None and (frame.has_error or frame.get("_ws.unreassembled")):
         return Reason.SHORT_ICMP
     fragment = flags & (PacketFlag.FRAGMENT | PacketFlag.OUTER_FRAGMENT)
     if fragment and field in _LENGTH_FIELDS:
