@@ -187,6 +187,16 @@ def test_each_known_reason_arises_where_its_cause_is(tshark, tmp_path, reason):
     assert known.text == reason.text and all(d.reason == reason and d.frame == 1 for d in known.examples)
 
 
+def test_an_ipv6_payload_length_past_the_frame_is_a_malformed_header(tshark, tmp_path):
+    # tshark only warns of such a length and reads the TCP header after it; the decoder stops.
+    frames = [vxlan_frame(ether(ipv6(tcp(b"+OK\r\n", 4789, 549), 6, payload_length=395), 0x86DD))]
+    path = tmp_path / "plen.pcap"
+    path.write_bytes(pcap_file(frames))
+    result = verify(path, tshark=tshark)
+    assert result.ok and reasons(result) == {Reason.MALFORMED_HEADER}
+    assert {d.field for d in result.known[0].examples} >= {"sport", "dport"}
+
+
 def test_linux_af_inet6_on_the_null_link_type(tshark, tmp_path):
     frames = [struct.pack("<I", 10) + ipv6(tcp(HTTP_GET), 6), struct.pack("<I", 2) + ipv4(tcp(HTTP_GET), 6)]
     path = tmp_path / "null.pcap"

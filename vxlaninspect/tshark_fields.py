@@ -84,6 +84,7 @@ the application dissectors)."""
 TSHARK_TUNNEL_PORTS = {4789: "vxlan", 4790: "vxlan_gpe", 6081: "geneve", 4500: "udpencap"}
 """UDP ports tshark 4.0 decodes as a tunnel without being told."""
 
+PI_WARN = 0x00600000
 PI_ERROR = 0x00800000
 """Wireshark's expert-info severity of an error."""
 
@@ -137,7 +138,15 @@ class TsharkFrame:
     @property
     def has_error(self) -> bool:
         """Whether tshark reported an error (a malformed or impossible field) on the frame."""
-        return any(int(severity, 0) >= PI_ERROR for severity in self.get("_ws.expert.severity"))
+        return self._worst_severity() >= PI_ERROR
+
+    @property
+    def has_warning(self) -> bool:
+        """Whether tshark reported a warning or worse on the frame."""
+        return self._worst_severity() >= PI_WARN
+
+    def _worst_severity(self) -> int:
+        return max((int(severity, 0) for severity in self.get("_ws.expert.severity")), default=0)
 
 
 def decode_as_options(config: DecodeConfig) -> tuple[str, ...]:
