@@ -197,6 +197,21 @@ def test_an_ipv6_payload_length_past_the_frame_is_a_malformed_header(tshark, tmp
     assert {d.field for d in result.known[0].examples} >= {"sport", "dport"}
 
 
+def test_an_ipv6_extension_header_past_the_payload_length_is_a_malformed_header(tshark, tmp_path):
+    # Found by the fuzz test: in Geneve, an IPv6 payload of 7 bytes holds the start of 16 bytes of Destination
+    # Options. tshark reads their next header (routing) past the end and notes an unreassembled packet.
+    frame = bytes.fromhex(
+        "0200000000020200000000018100018e810006e781000da008004500007300012000401100000a0000010a0000020633"
+        "17c1005f0000010065580794e7000101010102000000000202000000000186dd6000000000073c4020010db800000000"
+        "000000000000000120010db80000000000000000000000022b0101040000000069ff0104000000006e9c8ebf53"
+    )
+    path = tmp_path / "options.pcap"
+    path.write_bytes(pcap_file([frame]))
+    result = verify(path, tshark=tshark)
+    assert result.ok and reasons(result) == {Reason.MALFORMED_HEADER}
+    assert [(d.field, d.ours, d.tshark) for d in result.known[0].examples] == [("proto", "60", "43")]
+
+
 def test_linux_af_inet6_on_the_null_link_type(tshark, tmp_path):
     frames = [struct.pack("<I", 10) + ipv6(tcp(HTTP_GET), 6), struct.pack("<I", 2) + ipv4(tcp(HTTP_GET), 6)]
     path = tmp_path / "null.pcap"
