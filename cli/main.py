@@ -148,10 +148,10 @@ def _scan(inputs: Inputs) -> dict[str, Any]:
         else:
             with bar:
                 report = run_scan(request, progress=progress)
-    except (CaptureError, TopologyError, ValueError) as error:
-        raise UserError(str(error)) from None
-    except OSError as error:
-        raise UserError(f"{error.filename or ''}: {error.strerror or error}") from None
+    except (CaptureError, TopologyError, ValueError) as problem:
+        raise UserError(str(problem)) from None
+    except OSError as problem:
+        raise UserError(f"{problem.filename or ''}: {problem.strerror or problem}") from None
     if not inputs.quiet:
         for warning in report["warnings"]:
             click.echo(f"vxlaninspect: warning: {render.safe(warning)}", err=True)
@@ -370,10 +370,10 @@ def extract(capture: str, vni: int, service: str | None, out: str, vxlan_ports: 
 
     try:
         result = extract_overlay(capture, out, vni=vni, service=service, vxlan_ports=vxlan_ports, docker=docker)
-    except (CaptureError, TopologyError, ValueError) as error:
-        raise UserError(str(error)) from None
-    except OSError as error:
-        raise UserError(f"{error.filename or out}: {error.strerror or error}") from None
+    except (CaptureError, TopologyError, ValueError) as problem:
+        raise UserError(str(problem)) from None
+    except OSError as problem:
+        raise UserError(f"{problem.filename or out}: {problem.strerror or problem}") from None
     click.echo(render.safe(f"{result.frames} frames of VNI {vni} written to {out}"), err=True)
     if result.error is not None:
         error(str(result.error))

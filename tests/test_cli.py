@@ -304,6 +304,21 @@ def test_extract_by_service_name(tmp_path):
     assert code == 2 and "nosuch" in err
 
 
+def test_extract_of_a_cut_capture_keeps_the_frames_before_the_cut(tmp_path):
+    cut = tmp_path / "cut.pcap"
+    data = LAB_PCAP.read_bytes()
+    cut.write_bytes(data[: len(data) // 2 + 7])
+    whole, part = tmp_path / "whole.pcap", tmp_path / "part.pcap"
+    assert run("extract", LAB_PCAP, "--vni", "4097", "-w", whole)[0] == 0
+    code, _, err = run("extract", cut, "--vni", "4097", "-w", part)
+    assert code == 2
+    written, message = err.strip().splitlines()
+    assert written.endswith(f"frames of VNI 4097 written to {part}")
+    assert message.startswith(f"vxlaninspect: error: {cut}: at byte ")
+    kept = part.read_bytes()
+    assert len(kept) > 24 and whole.read_bytes().startswith(kept)
+
+
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="capture corpus absent")
 def test_underlay_leaks_are_reported_apart_from_overlay_leaks():
     code, out, _ = run("scan", CORPUS / "zeek__redis-50-pings.pcap", CORPUS / "tcpdump__vxlan.pcap")
