@@ -126,9 +126,10 @@ def decode_pass(path: Path) -> Rate:
 
 
 def scan_pass(path: Path) -> Rate:
-    """One pass of ``scan(path)``: the Report's flows, tunnels and networks, without payload inspection."""
+    """One pass of ``scan(path)``: the Report's flows, tunnels, services and networks, without payload inspection."""
     began = time.perf_counter()
     report = scan(path)
+    _ = report.networks  # networks and services are derived on first use: time them too
     seconds = time.perf_counter() - began
     return Rate(report.stats.packets, sum(c.bytes for c in report.captures), seconds)
 

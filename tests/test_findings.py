@@ -44,10 +44,10 @@ from vxlaninspect.findings_redact import (
 from vxlaninspect.findings_resp import resp_observations
 from vxlaninspect.findings_streams import contiguous, reassemble, reassembled
 from vxlaninspect.findings_text import text_observations
+from vxlaninspect.flow import Flow
 from vxlaninspect.flows import (
     DEFAULT_PAYLOAD_PER_DIRECTION,
     Direction,
-    Flow,
     FlowPayloads,
     Segment,
 )

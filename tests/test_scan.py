@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import CORPUS, SAMPLES
 from tests.test_flows import pcap_records
-from vxlaninspect.flows import Direction, Flow, FlowPayloads
+from vxlaninspect.flow import Flow
+from vxlaninspect.flows import Direction, FlowPayloads
 from vxlaninspect.report import Finding, Report
 from vxlaninspect import scanning
 from vxlaninspect.findings import Inspection

@@ -55,7 +55,8 @@ from .findings_redact import Evidence
 from .findings_resp import command_starts, reply_starts, resp_observations
 from .findings_streams import Side, Starts, reassemble
 from .findings_text import text_observations
-from .flows import Direction, Flow, FlowPayloads
+from .flow import Flow
+from .flows import Direction, FlowPayloads
 from .inspect.reassembly import DEFAULT_LIMIT
 from .networks import NetworkInfo, networks
 from .report import MAX_EVIDENCE, Finding
@@ -188,7 +189,7 @@ class Inspection:
 
     def _network_names(self, vnis: Iterable[int]) -> dict[int, str]:
         known = {info.vni: info for info in self.networks}
-        rows = networks([known.get(vni, NetworkInfo(vni)) for vni in vnis], (), (), ())
+        rows = networks([known.get(vni, NetworkInfo(vni)) for vni in vnis], (), {}, ())
         return {row.vni: row.name for row in rows}
 
 

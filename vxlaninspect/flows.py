@@ -8,13 +8,12 @@ endpoint that sorts first (address, then port), ``b`` the other. The same inner
 
 ``FlowTable`` accumulates packet tables chunk by chunk in one compiled pass
 over a flat open-addressing hash table (one ``int64`` row per slot: the key,
-then the counters), so no Python object exists per packet or per flow until
-``render``. It holds at most ``max_flows`` flows; beyond that it evicts the
+then the counters), so no Python object exists per packet or per flow;
+``render`` hands the flows over as ``FlowColumns``. It holds at most ``max_flows`` flows; beyond that it evicts the
 least recently seen, counting them per VNI (a flow seen again after its
 eviction starts afresh and counts again if evicted again). It also keeps the
 first payload bytes of each flow direction, bounded per direction and in
-total, for the inspection stage (``FlowPayloads``). ``Flow`` is the rendered,
-mergeable value of one flow.
+total, for the inspection stage (``FlowPayloads``).
 
 All compiled code of this module lives here: numba's cache only notices
 changes to the file that defines a cached function.
@@ -22,16 +21,16 @@ changes to the file that defines a cached function.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
 from numba import njit
 
-from .addresses import ip_text, join_endpoint
-from .schema import AppHint, Encap, PacketFlag, Status
-from .well_known import well_known_service
+from .flow import Flow, Namer
+from .flow_columns import FlowColumns, canonical_order
+from .schema import Encap, PacketFlag, Status
 
 DEFAULT_MAX_FLOWS = 100_000
 """Flows held per capture: about 2.7 KB each once rendered, so the default bounds a scan near 300 MB."""
@@ -42,20 +41,6 @@ SEGMENT_OVERHEAD = 64
 so that many tiny segments cannot exceed the budget either."""
 EVICT_FRACTION = 8
 """A full table evicts ``max_flows // EVICT_FRACTION`` flows at a time (at least one)."""
-
-TRANSPORTS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
-PORTED_TRANSPORTS = frozenset({"tcp", "udp", "sctp"})
-
-PROTOCOL_BY_HINT = (
-    ("http", (AppHint.HTTP_REQUEST, AppHint.HTTP_RESPONSE)),
-    ("resp", (AppHint.RESP_COMMAND,)),
-    ("ssh", (AppHint.SSH,)),
-    ("tls", (AppHint.TLS,)),
-    ("text", (AppHint.TEXT, AppHint.RESP_REPLY)),
-    ("binary", (AppHint.BINARY,)),
-)
-"""The protocol a flow's application hints name, strongest first. A RESP reply alone
-(``+...``, ``-...``) is too weak a sign of Redis: it counts as text."""
 
 # A flow's row in the table (int64 words): its key, then its counters. A pair of
 # counters is indexed by direction (0: a to b, 1: b to a).
@@ -74,6 +59,8 @@ _LAST_SEEN = 21  # ordinal of the last packet, for eviction
 _SERIAL = 22  # identity of the flow for its payload segments; _EMPTY in a free slot
 _MARKS = 23  # bit (1 << AppHint) << 16 * direction for each hint seen; bit 32 + direction for a SYN-ACK
 _ROW = 24  # 192 bytes: three cache lines
+_COUNTERS = [_FIRST_TS, _LAST_TS, _PACKETS, _PACKETS + 1, _BYTES, _BYTES + 1, _PAYLOAD, _PAYLOAD + 1, _SYN_TS, _SYN_TS + 1, _MARKS]
+"""The row's words that are ``FlowColumns``' counters, in its order (``FIRST_TS`` ... ``MARKS``)."""
 
 _BLOCK = 32
 """Rows whose table slots are looked up together, so that their cache misses overlap."""
@@ -291,201 +278,6 @@ class Direction(IntEnum):
     SERVER_TO_CLIENT = 1
 
 
-def transport_name(proto: int) -> str:
-    """``"tcp"``, ``"udp"``, ``"icmp"``, ... or ``"ip-<number>"``."""
-    return TRANSPORTS.get(proto, f"ip-{proto}")
-
-
-def _port(endpoint: str) -> int:
-    return int(endpoint.rsplit(":", 1)[1])
-
-
-def _earliest(x: int | None, y: int | None) -> int | None:
-    if x is None:
-        return y
-    if y is None:
-        return x
-    return min(x, y)
-
-
-def _either(x: str | None, y: str | None) -> str | None:
-    """The one that is known; the first in sort order when both are."""
-    if x is None:
-        return y
-    if y is None:
-        return x
-    return min(x, y)
-
-
-def _protocol_of_hints(hints: int) -> str | None:
-    for name, members in PROTOCOL_BY_HINT:
-        if any(hints & (1 << int(member)) for member in members):
-            return name
-    return None
-
-
-_PROTOCOLS = tuple(_protocol_of_hints(bits) for bits in range(1 << (max(AppHint) + 1)))
-
-
-def protocol_of_hints(hints: int) -> str | None:
-    """The protocol a bit set of ``AppHint`` values names (see ``PROTOCOL_BY_HINT``), or None without payload."""
-    return _PROTOCOLS[hints]
-
-
-@dataclass(frozen=True, slots=True)
-class Flow:
-    """One flow, as counted: pairs are indexed by side (0 for ``a``, 1 for ``b``).
-
-    ``a`` and ``b`` are the endpoints in canonical order (``a`` sorts first);
-    ``sent_*[0]`` is what ``a`` sent to ``b``. Roles, protocol and totals are
-    derived from these counts, so two counts of the same flow add up (``+``)
-    to the count of the whole whatever the split.
-    """
-
-    vni: int | None
-    underlay: tuple[str, str] | None  # the node pair's underlay addresses, None outside an overlay
-    transport: str
-    a: str
-    b: str
-    first_ts: int
-    last_ts: int
-    sent_packets: tuple[int, int]
-    sent_bytes: tuple[int, int]  # frame bytes on the wire
-    sent_payload: tuple[int, int]  # TCP/UDP payload bytes the headers claim
-    syn_ts: tuple[int | None, int | None]  # first SYN (without ACK) each side sent
-    synack: tuple[bool, bool]  # whether each side sent a SYN-ACK
-    hints: tuple[int, int]  # bit (1 << AppHint) for each hint seen from each side
-    names: tuple[str | None, None | str] = (None, None)  # service of each side's address, from metadata
-    inspected: str | None = None  # protocol the inspection stage identified
-
-    client_side: int = field(init=False, repr=False, compare=False)
-    """0 when ``a`` is the client, 1 when ``b`` is.
-
-    The first SYN's sender is the client; else the SYN-ACK's receiver; else the
-    side whose port is a well-known service's, or failing that the lower port,
-    is the server.
-    """
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "client_side", self._client_side())
-
-    def _client_side(self) -> int:
-        syn_a, syn_b = self.syn_ts
-        if syn_a is not None or syn_b is not None:
-            return 0 if syn_b is None or (syn_a is not None and syn_a <= syn_b) else 1
-        if self.synack[0] != self.synack[1]:
-            return 1 if self.synack[0] else 0
-        if self.transport in PORTED_TRANSPORTS:
-            port_a, port_b = _port(self.a), _port(self.b)
-            known_a = well_known_service(port_a, self.transport) is not None
-            known_b = well_known_service(port_b, self.transport) is not None
-            if known_a != known_b:
-                return 1 if known_a else 0
-            if port_a != port_b:
-                return 1 if port_a < port_b else 0
-        return 0
-
-    @property
-    def key(self) -> tuple:
-        """What identifies the flow: equal keys are the same flow."""
-        return (self.vni, self.underlay, self.transport, self.a, self.b)
-
-    def _side(self, client: bool) -> int:
-        c = self.client_side
-        return c if client else 1 - c
-
-    @property
-    def client(self) -> str:
-        return (self.a, self.b)[self._side(True)]
-
-    @property
-    def server(self) -> str:
-        return (self.a, self.b)[self._side(False)]
-
-    @property
-    def client_packets(self) -> int:
-        return self.sent_packets[self._side(True)]
-
-    @property
-    def server_packets(self) -> int:
-        return self.sent_packets[self._side(False)]
-
-    @property
-    def client_bytes(self) -> int:
-        return self.sent_bytes[self._side(True)]
-
-    @property
-    def server_bytes(self) -> int:
-        return self.sent_bytes[self._side(False)]
-
-    @property
-    def client_payload_bytes(self) -> int:
-        return self.sent_payload[self._side(True)]
-
-    @property
-    def server_payload_bytes(self) -> int:
-        return self.sent_payload[self._side(False)]
-
-    @property
-    def packets(self) -> int:
-        return self.sent_packets[0] + self.sent_packets[1]
-
-    @property
-    def bytes(self) -> int:
-        return self.sent_bytes[0] + self.sent_bytes[1]
-
-    @property
-    def payload_bytes(self) -> int:
-        return self.sent_payload[0] + self.sent_payload[1]
-
-    @property
-    def handshake(self) -> bool:
-        """Whether a SYN and the SYN-ACK answering it were both seen."""
-        return (self.syn_ts[0] is not None and self.synack[1]) or (self.syn_ts[1] is not None and self.synack[0])
-
-    @property
-    def protocol(self) -> str | None:
-        """The inspected protocol, else the one the application hints name; None without payload."""
-        return self.inspected or protocol_of_hints(self.hints[0] | self.hints[1])
-
-    @property
-    def server_port(self) -> int | None:
-        return _port(self.server) if self.transport in PORTED_TRANSPORTS else None
-
-    @property
-    def service(self) -> str | None:
-        """The server's service: from metadata, else the well-known service of its port."""
-        name = self.names[self._side(False)]
-        if name is None and self.transport in PORTED_TRANSPORTS:
-            name = well_known_service(_port(self.server), self.transport)
-        return name
-
-    def __add__(self, other: Flow) -> Flow:
-        if other.key != self.key:
-            raise ValueError(f"cannot add counts of two different flows: {self.key} and {other.key}")
-        return Flow(
-            vni=self.vni,
-            underlay=self.underlay,
-            transport=self.transport,
-            a=self.a,
-            b=self.b,
-            first_ts=min(self.first_ts, other.first_ts),
-            last_ts=max(self.last_ts, other.last_ts),
-            sent_packets=_pair_sum(self.sent_packets, other.sent_packets),
-            sent_bytes=_pair_sum(self.sent_bytes, other.sent_bytes),
-            sent_payload=_pair_sum(self.sent_payload, other.sent_payload),
-            syn_ts=(_earliest(self.syn_ts[0], other.syn_ts[0]), _earliest(self.syn_ts[1], other.syn_ts[1])),
-            synack=(self.synack[0] or other.synack[0], self.synack[1] or other.synack[1]),
-            hints=(self.hints[0] | other.hints[0], self.hints[1] | other.hints[1]),
-            names=(_either(self.names[0], other.names[0]), _either(self.names[1], other.names[1])),
-            inspected=_either(self.inspected, other.inspected),
-        )
-
-
-def _pair_sum(x: tuple[int, int], y: tuple[int, int]) -> tuple[int, int]:
-    return x[0] + y[0], x[1] + y[1]
-
-
 @dataclass(frozen=True, slots=True)
 class Segment:
     """A kept TCP/UDP payload: the first bytes of a flow direction, in capture order."""
@@ -502,24 +294,22 @@ class FlowPayloads:
 
     def __init__(
         self,
-        serial_of: dict[tuple, int],
+        flows: FlowColumns,
+        serials: np.ndarray,
         ranges: dict[tuple[int, int], tuple[int, int]],
         meta: dict[str, np.ndarray],
         chunks: list[np.ndarray],
-        flows: tuple[Flow, ...],
     ) -> None:
-        self._serial_of = serial_of
         self._ranges = ranges
         self._meta = meta
         self._chunks = chunks  # segment bytes, in the chunk and at the offset ``meta`` gives
-        self._flows = flows
+        kept = np.flatnonzero(np.isin(serials, [serial for serial, _ in ranges]))
+        self._flows = flows.take(kept)
+        self._serial_of = {flow.key: serial for flow, serial in zip(self._flows, serials[kept].tolist())}
 
     def flows(self) -> Iterator[Flow]:
         """The flows with at least one kept segment."""
-        for flow in self._flows:
-            serial = self._serial_of.get(flow.key)
-            if (serial, 0) in self._ranges or (serial, 1) in self._ranges:
-                yield flow
+        return iter(self._flows)
 
     def segments(self, flow: Flow, direction: Direction) -> tuple[Segment, ...]:
         """The kept segments ``flow`` carried in ``direction``, in capture order."""
@@ -544,18 +334,6 @@ class FlowPayloads:
     @property
     def kept_bytes(self) -> int:
         return sum(len(chunk) for chunk in self._chunks)
-
-
-Namer = Callable[[int | None, str], str | None]
-"""Names the service of an address (text) in a VNI (None outside overlays), or None."""
-
-
-def _no_names(vni: int | None, ip: str) -> str | None:
-    return None
-
-
-def _time(ns: int) -> int | None:
-    return None if ns == _NEVER else ns
 
 
 class FlowTable:
@@ -661,66 +439,16 @@ class FlowTable:
             }
         )
 
-    def render(self, namer: Namer = _no_names) -> tuple[tuple[Flow, ...], FlowPayloads]:
-        """The flows held, as values (``namer`` names the service of each endpoint), and their kept payloads."""
+    def render(self, namer: Namer | None = None) -> tuple[FlowColumns, FlowPayloads]:
+        """The flows held (``namer`` names the service of each endpoint), and their kept payloads."""
         held = self._table[self._table[:, _SERIAL] != _EMPTY]
-        n = len(held)
-        meta = held[:, _K_META].view(np.uint64)
-        vnis = self._vnis(held).tolist()
-        protos = ((meta >> np.uint64(32)) & np.uint64(0xFF)).tolist()
-        ports_a = ((meta >> np.uint64(16)) & np.uint64(0xFFFF)).tolist()
-        ports_b = (meta & np.uint64(0xFFFF)).tolist()
-        words = held[:, :_K_META].view(np.uint64).tolist()
-        cols = held.tolist()
-        texts: dict[tuple[int, int], str] = {}
-        names: dict[tuple[int | None, str], str | None] = {}
+        held = held[canonical_order(held[:, :_KEY_WORDS].view(np.uint64))]
+        flows = FlowColumns.from_table(held[:, :_KEY_WORDS].view(np.uint64), held[:, _COUNTERS], namer)
+        return flows, self._payloads(flows, held[:, _SERIAL])
 
-        def text(hi: int, lo: int) -> str:
-            found = texts.get((hi, lo))
-            if found is None:
-                found = texts[(hi, lo)] = ip_text(hi, lo)
-            return found
-
-        def name(vni: int | None, ip: str) -> str | None:
-            if (vni, ip) not in names:
-                names[(vni, ip)] = namer(vni, ip)
-            return names[(vni, ip)]
-
-        flows = []
-        for k in range(n):
-            vni = None if vnis[k] < 0 else vnis[k]
-            w, cc, proto = words[k], cols[k], protos[k]
-            transport = transport_name(proto)
-            ported = transport in PORTED_TRANSPORTS
-            ip_a, ip_b = text(w[_K_A_HI], w[_K_A_LO]), text(w[_K_B_HI], w[_K_B_LO])
-            underlay = None
-            if vni is not None:
-                underlay = (text(w[_K_NODE_A_HI], w[_K_NODE_A_LO]), text(w[_K_NODE_B_HI], w[_K_NODE_B_LO]))
-            flows.append(
-                Flow(
-                    vni=vni,
-                    underlay=underlay,
-                    transport=transport,
-                    a=join_endpoint(ip_a, ports_a[k] if ported else None),
-                    b=join_endpoint(ip_b, ports_b[k] if ported else None),
-                    first_ts=cc[_FIRST_TS],
-                    last_ts=cc[_LAST_TS],
-                    sent_packets=(cc[_PACKETS], cc[_PACKETS + 1]),
-                    sent_bytes=(cc[_BYTES], cc[_BYTES + 1]),
-                    sent_payload=(cc[_PAYLOAD], cc[_PAYLOAD + 1]),
-                    syn_ts=(_time(cc[_SYN_TS]), _time(cc[_SYN_TS + 1])),
-                    synack=(bool(cc[_MARKS] >> 32 & 1), bool(cc[_MARKS] >> 33 & 1)),
-                    hints=(cc[_MARKS] & 0xFFFF, cc[_MARKS] >> 16 & 0xFFFF),
-                    names=(name(vni, ip_a), name(vni, ip_b)),
-                )
-            )
-        flows_t = tuple(flows)
-        return flows_t, self._payloads(flows_t, held[:, _SERIAL])
-
-    def _payloads(self, flows: tuple[Flow, ...], serials: np.ndarray) -> FlowPayloads:
-        serial_of = {flow.key: int(s) for flow, s in zip(flows, serials.tolist())}
+    def _payloads(self, flows: FlowColumns, serials: np.ndarray) -> FlowPayloads:
         if not self._segments:
-            return FlowPayloads(serial_of, {}, {}, [], flows)
+            return FlowPayloads(flows, serials, {}, {}, [])
         meta = {name: np.concatenate([s[name] for s in self._segments]) for name in self._segments[0]}
         order = np.lexsort((meta["dir"], meta["serial"]))  # stable: capture order within a direction
         meta = {name: column[order] for name, column in meta.items()}
@@ -730,4 +458,4 @@ class FlowTable:
         ranges = {
             (int(groups[f]) >> 1, int(groups[f]) & 1): (int(f), int(e)) for f, e in zip(firsts.tolist(), ends.tolist())
         }
-        return FlowPayloads(serial_of, ranges, meta, self._segment_data, flows)
+        return FlowPayloads(flows, serials, ranges, meta, self._segment_data)

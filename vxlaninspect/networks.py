@@ -17,13 +17,20 @@ Verdicts:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from .addresses import join_endpoint, split_endpoint
-from .flows import PORTED_TRANSPORTS, PROTOCOL_BY_HINT, Flow
+import numpy as np
+
+from .addresses import ip_text, join_endpoint
+from .flow import PROTOCOL_BY_HINT, transport_name
+from .flow_columns import BYTES, FIRST_TS, LAST_TS, PACKETS, PAYLOAD, FlowColumns
 from .tunnels import ESP_ENCAPS, OVERLAY_ENCAPS, Tunnel
+from .well_known import well_known_service
+
+_NO_VNI = (1 << 64) - 1
+"""VNI -1 (outside overlays) as the uint64 the grouping sees."""
 
 
 class Verdict(str, Enum):
@@ -119,36 +126,72 @@ def _protocol_rank(protocol: str | None) -> int:
     return names.index(protocol) if protocol in names else (len(names) if protocol else len(names) + 1)
 
 
-def services(flows: Iterable[Flow]) -> tuple[Service, ...]:
+def services(flows: FlowColumns) -> tuple[Service, ...]:
     """One ``Service`` per (VNI, server address, port, transport) of the TCP/UDP/SCTP flows."""
-    groups: dict[tuple, list[Flow]] = {}
-    for flow in flows:
-        if flow.transport in PORTED_TRANSPORTS:
-            ip, port = split_endpoint(flow.server)
-            groups.setdefault((flow.vni, ip, port, flow.transport), []).append(flow)
+    rows = np.flatnonzero(flows.ported)
+    if not len(rows):
+        return ()
+    server = flows.server_words[rows]
+    keys = np.column_stack(
+        (flows.vni[rows].astype(np.uint64), server[:, 0], server[:, 1], flows.server_port[rows].astype(np.uint64),
+         flows.proto[rows].astype(np.uint64))
+    )  # fmt: skip
+    groups, group_of = np.unique(keys, axis=0, return_inverse=True)
+    group_of = group_of.reshape(-1)
+    order = np.argsort(group_of, kind="stable")
+    starts = np.flatnonzero(np.concatenate(([True], np.diff(group_of[order]) != 0)))
+
+    def per_group(ufunc: np.ufunc, values: np.ndarray) -> list[int]:
+        return ufunc.reduceat(values[rows][order], starts).tolist()
+
+    packets = per_group(np.add, flows.pair_sum(PACKETS))
+    sizes = per_group(np.add, flows.pair_sum(BYTES))
+    payload = per_group(np.add, flows.pair_sum(PAYLOAD))
+    first = per_group(np.minimum, flows.counts[:, FIRST_TS])
+    last = per_group(np.maximum, flows.counts[:, LAST_TS])
+    members = np.bincount(group_of, minlength=len(groups)).tolist()
+    client = flows.client_words[rows]
+    distinct = np.unique(np.column_stack((group_of.astype(np.uint64), client)), axis=0)
+    clients = np.bincount(distinct[:, 0].astype(np.int64), minlength=len(groups)).tolist()
+    groups = groups.tolist()
+    known = [well_known_service(port, transport_name(proto)) for _, _, _, port, proto in groups]
+    named: list[str | None] = [None] * len(groups)
+    best: list[str | None] = [None] * len(groups)
+    server_names, protocols = flows.server_names(), flows.protocols()
+    for g, k in zip(group_of.tolist(), rows.tolist()):
+        named[g] = _first(named[g], server_names[k] or known[g], lambda name: name)
+        best[g] = _first(best[g], protocols[k], lambda p: (_protocol_rank(p), p))
     result = []
-    for (vni, ip, port, transport), members in groups.items():
-        named = sorted({f.service for f in members if f.service})
-        protocols = sorted({f.protocol for f in members if f.protocol}, key=lambda p: (_protocol_rank(p), p))
+    for g, (vni, hi, lo, port, proto) in enumerate(groups):
+        transport = transport_name(proto)
         result.append(
             Service(
-                vni=vni,
-                ip=ip,
+                vni=None if vni == _NO_VNI else vni,
+                ip=ip_text(hi, lo),
                 port=port,
                 transport=transport,
-                name=named[0] if named else None,
-                protocol=protocols[0] if protocols else None,
-                leaked=any(f.payload_bytes > 0 for f in members),
-                flows=len(members),
-                clients=len({split_endpoint(f.client)[0] for f in members}),
-                packets=sum(f.packets for f in members),
-                bytes=sum(f.bytes for f in members),
-                payload_bytes=sum(f.payload_bytes for f in members),
-                first_ts=min(f.first_ts for f in members),
-                last_ts=max(f.last_ts for f in members),
+                name=named[g],
+                protocol=best[g],
+                leaked=payload[g] > 0,
+                flows=members[g],
+                clients=clients[g],
+                packets=packets[g],
+                bytes=sizes[g],
+                payload_bytes=payload[g],
+                first_ts=first[g],
+                last_ts=last[g],
             )
         )
     return tuple(sorted(result, key=lambda s: (s.vni is None, s.vni or 0, s.ip, s.port, s.transport)))
+
+
+def _first(current: str | None, candidate: str | None, order: Callable[[str], object]) -> str | None:
+    """Whichever of the two is known and comes first in ``order``."""
+    if candidate is None:
+        return current
+    if current is None or order(candidate) < order(current):
+        return candidate
+    return current
 
 
 def encryption_evidence(tunnels: Iterable[Tunnel]) -> tuple[Tunnel, ...]:
@@ -173,10 +216,10 @@ def verdict(info: NetworkInfo, cleartext_packets: int, payload_packets: int, esp
 def networks(
     infos: Iterable[NetworkInfo],
     tunnels: Iterable[Tunnel],
-    flows: Iterable[Flow],
+    flow_counts: Mapping[int, int],
     service_rows: Iterable[Service],
 ) -> tuple[Network, ...]:
-    """One ``Network`` per VNI known or seen in cleartext, sorted by VNI."""
+    """One ``Network`` per VNI known or seen in cleartext, sorted by VNI; ``flow_counts``: flows held per VNI."""
     tunnels = tuple(tunnels)
     known = {info.vni: info for info in infos}
     traffic: dict[int, list] = {}
@@ -184,10 +227,6 @@ def networks(
         if tunnel.encap in OVERLAY_ENCAPS:
             for t in tunnel.vni_traffic:
                 traffic.setdefault(t.vni, []).append(t)
-    flow_counts: dict[int, int] = {}
-    for flow in flows:
-        if flow.vni is not None:
-            flow_counts[flow.vni] = flow_counts.get(flow.vni, 0) + 1
     labels: dict[int, set[str]] = {}
     for service in service_rows:
         if service.vni is not None:

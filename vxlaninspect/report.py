@@ -23,7 +23,9 @@ from importlib import resources
 from typing import Any
 
 from .addresses import endpoint_order
-from .flows import Flow
+from .flow import Flow
+from .flow_columns import EMPTY_FLOWS, FlowColumns
+from .merging import pick_known
 from .networks import Network, NetworkInfo, Service, networks, services
 from .schema import AppHint
 from .tunnels import SpiTraffic, Tunnel, VniTraffic
@@ -115,17 +117,9 @@ class Finding:
             severity=self.severity,
             evidence=self.evidence + other.evidence,
             count=self.count + other.count,
-            first_ts=_extreme(min, self.first_ts, other.first_ts),
-            last_ts=_extreme(max, self.last_ts, other.last_ts),
+            first_ts=pick_known(min, self.first_ts, other.first_ts),
+            last_ts=pick_known(max, self.last_ts, other.last_ts),
         )
-
-
-def _extreme(pick: Callable, x: int | None, y: int | None) -> int | None:
-    if x is None:
-        return y
-    if y is None:
-        return x
-    return pick(x, y)
 
 
 @dataclass(frozen=True)
@@ -178,10 +172,6 @@ def _merge(xs: Iterable, ys: Iterable, key: Callable) -> dict:
     return merged
 
 
-def _flow_order(flow: Flow) -> tuple:
-    return (flow.vni is None, flow.vni or 0, flow.underlay or (), flow.transport, flow.a, flow.b)
-
-
 def _finding_order(f: Finding) -> tuple:
     """Worst first, then by every field of the key (None before any text)."""
     return (
@@ -198,7 +188,7 @@ class Report:
     stats: Stats = Stats()
     network_info: tuple[NetworkInfo, ...] = ()
     tunnels: tuple[Tunnel, ...] = ()
-    flows: tuple[Flow, ...] = ()
+    flows: FlowColumns = EMPTY_FLOWS  # any iterable of ``Flow`` is taken, and held as ``FlowColumns``
     findings: tuple[Finding, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -207,12 +197,13 @@ class Report:
         canonical = {
             "network_info": sorted(known, key=lambda n: n.vni),
             "tunnels": sorted(self.tunnels, key=lambda t: t.key),
-            "flows": sorted(self.flows, key=_flow_order),
             "findings": sorted(self.findings, key=_finding_order),
             "warnings": dict.fromkeys(self.warnings),
         }
         for name, items in canonical.items():
             object.__setattr__(self, name, tuple(items))
+        if not isinstance(self.flows, FlowColumns):
+            object.__setattr__(self, "flows", FlowColumns.from_flows(self.flows))
 
     def __add__(self, other: Report) -> Report:
         return Report(
@@ -220,7 +211,7 @@ class Report:
             stats=self.stats + other.stats,
             network_info=tuple(_merge(self.network_info, other.network_info, lambda n: n.vni).values()),
             tunnels=tuple(_merge(self.tunnels, other.tunnels, lambda t: t.key).values()),
-            flows=tuple(_merge(self.flows, other.flows, lambda f: f.key).values()),
+            flows=self.flows + other.flows,
             findings=tuple(_merge(self.findings, other.findings, lambda f: f.key).values()),
             warnings=self.warnings + other.warnings,
         )
@@ -231,7 +222,7 @@ class Report:
 
     @cached_property
     def networks(self) -> tuple[Network, ...]:
-        return networks(self.network_info, self.tunnels, self.flows, self.services)
+        return networks(self.network_info, self.tunnels, self.flows.count_by_vni(), self.services)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: plain dicts, lists, strings, numbers, booleans and None."""

@@ -24,11 +24,12 @@ import numpy as np
 from .capture import DEFAULT_CHUNK_BYTES, open_capture
 from .config import DEFAULT_CONFIG, DecodeConfig
 from .errors import CaptureError
+from .flow import Flow, Namer
+from .flow_columns import FlowColumns
 from .flows import (
     DEFAULT_MAX_FLOWS,
     DEFAULT_PAYLOAD_PER_DIRECTION,
     DEFAULT_PAYLOAD_TOTAL,
-    Flow,
     FlowPayloads,
     FlowTable,
 )
@@ -230,18 +231,13 @@ def declarations(topology: Topology, expect_encrypted: Iterable[int | str]) -> t
     return tuple(merged.values()), tuple(warnings)
 
 
-def refine_protocols(flows: Sequence[Flow], findings: Iterable[Finding]) -> tuple[Flow, ...]:
+def refine_protocols(flows: FlowColumns, findings: Iterable[Finding]) -> FlowColumns:
     """Flows whose server has a finding, marked with the protocol the finding names."""
     protocols: dict[tuple[int | None, str], str] = {}
     for finding in findings:
         key = (finding.vni, finding.server)
         protocols[key] = min(protocols.get(key, finding.protocol), finding.protocol)
-    if not protocols:
-        return tuple(flows)
-    return tuple(
-        replace(flow, inspected=protocols[(flow.vni, flow.server)]) if (flow.vni, flow.server) in protocols else flow
-        for flow in flows
-    )
+    return flows.with_inspected(protocols)
 
 
 def packet_stats(totals: PacketTotals) -> Stats:
@@ -265,7 +261,11 @@ def packet_stats(totals: PacketTotals) -> Stats:
     )
 
 
-def _namer(topology: Topology) -> Callable[[int | None, str], str | None]:
+def _namer(topology: Topology) -> Namer | None:
+    """Names endpoints from ``topology``; None when it names none."""
+    if not topology.endpoints:
+        return None
+
     def name(vni: int | None, ip: str) -> str | None:
         network = topology.network_by_vni(vni) if vni is not None else None
         endpoint = topology.endpoint(network.name if network else None, ip)

@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit
 
 from .addresses import ip_text
+from .merging import pick_known
 from .schema import ENCAP_NAMES, Encap, PacketFlag, Status
 
 DEFAULT_MAX_ENTRIES = 65_536
@@ -270,8 +271,8 @@ class Tunnel:
             src=self.src,
             dst=self.dst,
             encap=self.encap,
-            src_node=_either(self.src_node, other.src_node),
-            dst_node=_either(self.dst_node, other.dst_node),
+            src_node=pick_known(min, self.src_node, other.src_node),
+            dst_node=pick_known(min, self.dst_node, other.dst_node),
             packets=self.packets + other.packets,
             bytes=self.bytes + other.bytes,
             first_ts=min(self.first_ts, other.first_ts),
@@ -279,14 +280,6 @@ class Tunnel:
             vni_traffic=_merge_sorted(self.vni_traffic, other.vni_traffic, lambda t: t.vni),
             spi_traffic=_merge_sorted(self.spi_traffic, other.spi_traffic, lambda t: t.spi),
         )
-
-
-def _either(x: str | None, y: str | None) -> str | None:
-    if x is None:
-        return y
-    if y is None:
-        return x
-    return min(x, y)
 
 
 def _merge_sorted(xs: tuple, ys: tuple, key: Callable) -> tuple:

@@ -68,3 +68,9 @@ def well_known_service(port: int, transport: str = "tcp") -> str | None:
     'dns'
     """
     return _SERVICES.get((port, transport.lower()))
+
+
+def known_ports(transport: str) -> frozenset[int]:
+    """The ports ``well_known_service`` names a service for over ``transport``."""
+    transport = transport.lower()
+    return frozenset(port for port, over in _SERVICES if over == transport)
