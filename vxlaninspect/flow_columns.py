@@ -27,16 +27,17 @@ from .flow import (
     TRANSPORTS,
     Flow,
     Namer,
-    protocol_of_hints,
+    PROTOCOL_OF_HINTS,
+    protocol_rank,
     transport_name,
 )
 from .merging import pick_known
 from .well_known import known_ports
 
-KEY_WORDS = 9
-"""Key words per flow: node ``a`` hi, lo; node ``b`` hi, lo; side ``a`` hi, lo; side ``b`` hi, lo; meta.
-meta is ``(vni + 1) << 40 | proto << 32 | a_port << 16 | b_port`` (vni + 1 is 0 outside overlays)."""
-NODE_A, NODE_B, SIDE_A, SIDE_B, META = 0, 2, 4, 6, 8
+KEY_WORDS = 10
+"""Key words per flow: node ``a`` hi, lo; node ``b`` hi, lo; side ``a`` hi, lo; side ``b`` hi, lo;
+VNI + 1 (0 outside overlays); ``proto << 32 | a_port << 16 | b_port``."""
+NODE_A, NODE_B, SIDE_A, SIDE_B, VNI, PORTS = 0, 2, 4, 6, 8, 9
 
 FIRST_TS, LAST_TS, PACKETS, BYTES, PAYLOAD, SYN_TS, MARKS = 0, 1, 2, 4, 6, 8, 10
 """Counter columns; ``PACKETS``, ``BYTES``, ``PAYLOAD`` and ``SYN_TS`` are pairs indexed by side.
@@ -46,8 +47,8 @@ NEVER = np.iinfo(np.int64).max
 """A ``SYN_TS`` of a side that sent no SYN."""
 
 _TRANSPORT_NUMBERS = {name: number for number, name in TRANSPORTS.items()}
-_NO_VNI_RANK = np.uint64(1 << 41)
-_U16, _U32, _U40 = np.uint64(16), np.uint64(32), np.uint64(40)
+_NO_VNI_RANK = np.uint64(1 << 25)
+_U16, _U32 = np.uint64(16), np.uint64(32)
 _LOW16, _LOW8 = np.uint64(0xFFFF), np.uint64(0xFF)
 
 
@@ -62,15 +63,13 @@ def transport_number(transport: str) -> int:
 
 def canonical_order(keys: np.ndarray) -> np.ndarray:
     """The permutation that puts rows of key words (``KEY_WORDS`` uint64 each) in canonical order."""
-    meta = keys[:, META]
-    vni_rank = meta >> _U40
-    vni_rank = np.where(vni_rank == 0, _NO_VNI_RANK, vni_rank)
-    proto = (meta >> _U32) & _LOW8
+    ports = keys[:, PORTS]
+    vni_rank = np.where(keys[:, VNI] == 0, _NO_VNI_RANK, keys[:, VNI])
     return np.lexsort(
         (
-            meta & _LOW16, keys[:, SIDE_B + 1], keys[:, SIDE_B],
-            (meta >> _U16) & _LOW16, keys[:, SIDE_A + 1], keys[:, SIDE_A],
-            proto, keys[:, NODE_B + 1], keys[:, NODE_B], keys[:, NODE_A + 1], keys[:, NODE_A], vni_rank,
+            ports & _LOW16, keys[:, SIDE_B + 1], keys[:, SIDE_B],
+            (ports >> _U16) & _LOW16, keys[:, SIDE_A + 1], keys[:, SIDE_A],
+            ports >> _U32, keys[:, NODE_B + 1], keys[:, NODE_B], keys[:, NODE_A + 1], keys[:, NODE_A], vni_rank,
         )
     )  # fmt: skip
 
@@ -208,17 +207,17 @@ class FlowColumns(Sequence[Flow]):
     @cached_property
     def vni(self) -> np.ndarray:
         """The VNI, -1 outside overlays."""
-        return (self.keys[:, META] >> _U40).astype(np.int64) - 1
+        return self.keys[:, VNI].astype(np.int64) - 1
 
     @cached_property
     def proto(self) -> np.ndarray:
-        return ((self.keys[:, META] >> _U32) & _LOW8).astype(np.int64)
+        return ((self.keys[:, PORTS] >> _U32) & _LOW8).astype(np.int64)
 
     @cached_property
     def ports(self) -> np.ndarray:
         """Ports of sides ``a`` and ``b`` (0 for a transport without ports)."""
-        meta = self.keys[:, META]
-        return np.stack((((meta >> _U16) & _LOW16).astype(np.int64), (meta & _LOW16).astype(np.int64)), axis=1)
+        ports = self.keys[:, PORTS]
+        return np.stack((((ports >> _U16) & _LOW16).astype(np.int64), (ports & _LOW16).astype(np.int64)), axis=1)
 
     @cached_property
     def ported(self) -> np.ndarray:
@@ -270,12 +269,22 @@ class FlowColumns(Sequence[Flow]):
 
     def protocols(self) -> list[str | None]:
         """``Flow.protocol`` per flow: the inspected protocol, else the one the hints name."""
+        codes, vocabulary = self.protocol_codes()
+        return [vocabulary[code] for code in codes.tolist()]
+
+    def protocol_codes(self) -> tuple[np.ndarray, list[str | None]]:
+        """``Flow.protocol`` per flow as an index into the list returned with it, which is ordered
+        by ``protocol_rank`` (so the smallest index of a group of flows is its strongest protocol)."""
+        inspected = [] if self.inspected is None else [p for p in self.inspected.tolist() if p is not None]
+        vocabulary = sorted(set(PROTOCOL_OF_HINTS) | set(inspected), key=protocol_rank)
+        code_of = {protocol: code for code, protocol in enumerate(vocabulary)}
         marks = self.counts[:, MARKS]
-        hints = ((marks | (marks >> 16)) & 0xFFFF).tolist()
-        found = [protocol_of_hints(bits) for bits in hints]
-        if self.inspected is not None:
-            found = [i or p for i, p in zip(self.inspected.tolist(), found)]
-        return found
+        hints = (marks | (marks >> 16)) & 0xFFFF
+        codes = np.array([code_of[p] for p in PROTOCOL_OF_HINTS], dtype=np.int64)[hints]
+        if inspected:
+            found = np.flatnonzero(self.inspected != None)  # noqa: E711 (elementwise)
+            codes[found] = [code_of[p] for p in inspected]
+        return codes, vocabulary
 
     def count_by_vni(self) -> dict[int, int]:
         """Flows per VNI (flows outside overlays are not counted)."""
@@ -309,12 +318,12 @@ def _key_words(flow: Flow) -> tuple[int, ...]:
     if flow.underlay is not None:
         nodes = (*ip_words(flow.underlay[0]), *ip_words(flow.underlay[1]))
     vni_word = 0 if flow.vni is None else flow.vni + 1
-    return (*nodes, a_hi, a_lo, b_hi, b_lo, vni_word << 40 | proto << 32 | a_port << 16 | b_port)
+    return (*nodes, a_hi, a_lo, b_hi, b_lo, vni_word, proto << 32 | a_port << 16 | b_port)
 
 
 def _names(keys: np.ndarray, namer: Namer) -> np.ndarray | None:
     """Each side's name from ``namer``, asked once per (VNI, address)."""
-    vnis = ((keys[:, META] >> _U40).astype(np.int64) - 1).tolist()
+    vnis = (keys[:, VNI].astype(np.int64) - 1).tolist()
     words = keys[:, SIDE_A : SIDE_B + 2].tolist()
     known: dict[tuple[int, int, int], str | None] = {}
     names = np.empty((len(keys), 2), dtype=object)
@@ -379,7 +388,7 @@ def _render(columns: FlowColumns, at: np.ndarray) -> Iterator[Flow]:
     vnis = columns.vni[at].tolist()
     protos = columns.proto[at].tolist()
     ports = columns.ports[at].tolist()
-    words = columns.keys[at, :META].tolist()
+    words = columns.keys[at, :VNI].tolist()
     rows = columns.counts[at].tolist()
     names = columns.names[at].tolist() if columns.names is not None else None
     inspected = columns.inspected[at].tolist() if columns.inspected is not None else None

@@ -7,13 +7,16 @@ endpoint that sorts first (address, then port), ``b`` the other. The same inner
 5-tuple in two VNIs, or between two node pairs, makes two flows.
 
 ``FlowTable`` accumulates packet tables chunk by chunk in one compiled pass
-over a flat open-addressing hash table (one ``int64`` row per slot: the key,
-then the counters), so no Python object exists per packet or per flow;
-``render`` hands the flows over as ``FlowColumns``. It holds at most ``max_flows`` flows; beyond that it evicts the
-least recently seen, counting them per VNI (a flow seen again after its
-eviction starts afresh and counts again if evicted again). It also keeps the
-first payload bytes of each flow direction, bounded per direction and in
-total, for the inspection stage (``FlowPayloads``).
+over a flat open-addressing hash table (one ``int64`` row per slot: the key
+and the counters), so no Python object exists per packet or per flow;
+``render`` hands the flows over as ``FlowColumns``. Each table hashes with
+factors of its own, drawn at random, so no capture can be crafted to make
+every lookup collide. It holds at most ``max_flows`` flows; beyond that it
+evicts those whose last packet is oldest (the first made among equals),
+counting them per VNI (a flow seen again after its eviction starts afresh and
+counts again if evicted again). It also keeps the first payload bytes of each
+flow direction, bounded per direction and in total, for the inspection stage
+(``FlowPayloads``).
 
 All compiled code of this module lives here: numba's cache only notices
 changes to the file that defines a cached function.
@@ -29,7 +32,7 @@ import numpy as np
 from numba import njit
 
 from .flow import Flow, Namer
-from .flow_columns import FlowColumns, canonical_order
+from .flow_columns import VNI, FlowColumns, canonical_order
 from .schema import Encap, PacketFlag, Status
 
 DEFAULT_MAX_FLOWS = 100_000
@@ -42,30 +45,43 @@ so that many tiny segments cannot exceed the budget either."""
 EVICT_FRACTION = 8
 """A full table evicts ``max_flows // EVICT_FRACTION`` flows at a time (at least one)."""
 
-# A flow's row in the table (int64 words): its key, then its counters. A pair of
-# counters is indexed by direction (0: a to b, 1: b to a).
-_K_NODE_A_HI, _K_NODE_A_LO, _K_NODE_B_HI, _K_NODE_B_LO = 0, 1, 2, 3
-_K_A_HI, _K_A_LO, _K_B_HI, _K_B_LO = 4, 5, 6, 7
-_K_META = 8  # (vni + 1) << 40 | proto << 32 | a_port << 16 | b_port
-_KEY_WORDS = 9
-_FIRST_TS = 9
-_LAST_TS = 10
-_PACKETS = 11
-_BYTES = 13
-_PAYLOAD = 15
-_SYN_TS = 17  # first SYN without ACK sent in that direction; _NEVER when none
-_CAPTURED = 19  # payload bytes kept for inspection
-_LAST_SEEN = 21  # ordinal of the last packet, for eviction
-_SERIAL = 22  # identity of the flow for its payload segments; _EMPTY in a free slot
-_MARKS = 23  # bit (1 << AppHint) << 16 * direction for each hint seen; bit 32 + direction for a SYN-ACK
-_ROW = 24  # 192 bytes: three cache lines
-_COUNTERS = [_FIRST_TS, _LAST_TS, _PACKETS, _PACKETS + 1, _BYTES, _BYTES + 1, _PAYLOAD, _PAYLOAD + 1, _SYN_TS, _SYN_TS + 1, _MARKS]
+# A flow's row in the table: 24 int64 words, three cache lines. A packet of an
+# IPv4 flow (whose key's high address words are all zero) reads two: the first
+# holds what a probe compares (the serial, which marks a free slot, and the low
+# key words), the second the counters every packet changes. The third holds the
+# high key words, compared only when the key has any (``_HAS_HI``), and what
+# only some packets change.
+_SERIAL = 0  # identity of the flow for its payload segments; _EMPTY in a free slot
+_K_PORTS = 1  # proto << 32 | a_port << 16 | b_port
+_K_VNI = 2  # vni + 1 (0 outside overlays), and _HAS_HI when a high address word is not zero
+_K_A_LO, _K_B_LO, _K_NODE_A_LO, _K_NODE_B_LO = 3, 4, 5, 6
+_LAST_TS = 7
+_FIRST_TS = 8
+_PACKETS = 9  # a pair of counters is indexed by direction (0: a to b, 1: b to a)
+_BYTES = 11
+_PAYLOAD = 13
+_MARKS = 15  # bit (1 << AppHint) << 16 * direction for each hint seen; bit 32 + direction for a SYN-ACK
+_K_A_HI, _K_B_HI, _K_NODE_A_HI, _K_NODE_B_HI = 16, 17, 18, 19
+_SYN_TS = 20  # first SYN without ACK sent in that direction; _NEVER when none
+_CAPTURED = 22  # payload bytes kept for inspection
+_ROW = 24
+_LINE = 8  # words per cache line
+_HAS_HI = np.uint64(1 << 32)
+_LOW_KEY_WORDS = 6  # the first key words in probe order: those in the first line
+
+_KEY = np.array([_K_PORTS, _K_VNI, _K_A_LO, _K_B_LO, _K_NODE_A_LO, _K_NODE_B_LO, _K_A_HI, _K_B_HI, _K_NODE_A_HI, _K_NODE_B_HI])
+"""The row's key words, in the order a probe compares them."""
+_KEY_WORDS = len(_KEY)
+_COLUMN_KEY = [_K_NODE_A_HI, _K_NODE_A_LO, _K_NODE_B_HI, _K_NODE_B_LO, _K_A_HI, _K_A_LO, _K_B_HI, _K_B_LO, _K_VNI, _K_PORTS]
+"""The row's words that are ``FlowColumns``' key words, in its order."""
+_COLUMN_COUNTERS = [_FIRST_TS, _LAST_TS, _PACKETS, _PACKETS + 1, _BYTES, _BYTES + 1, _PAYLOAD, _PAYLOAD + 1, _SYN_TS, _SYN_TS + 1, _MARKS]
 """The row's words that are ``FlowColumns``' counters, in its order (``FIRST_TS`` ... ``MARKS``)."""
+
+_KEPT_ROW, _KEPT_SERIAL, _KEPT_DIR, _KEPT_TAKE = range(4)
+"""Columns of the payload segments a pass keeps: the packet's row, its flow, direction and bytes kept."""
 
 _BLOCK = 32
 """Rows whose table slots are looked up together, so that their cache misses overlap."""
-_SAME = -2
-"""In place of a home slot: the packet belongs to the same flow as the packet with a flow before it."""
 
 _NEVER = np.iinfo(np.int64).max
 _EMPTY = -1
@@ -76,38 +92,34 @@ _ENCAP_LAST_OVERLAY = int(Encap.VXLAN_GPE)  # NONE, VXLAN, GENEVE, VXLAN_GPE car
 _FRAGMENT = int(PacketFlag.FRAGMENT)
 _TCP, _UDP, _SCTP = 6, 17, 132
 _SYN, _ACK = 0x02, 0x10
-
-_SEED = np.uint64(0x9E3779B97F4A7C15)
-_MIX_LO = np.uint64(0x9E3779B1)  # 32-bit factors: no product of them with a 32-bit half overflows
-_MIX_HI = np.uint64(0x85EBCA77)
-_LOW32 = np.uint64(0xFFFF_FFFF)
-_S16, _S29, _S32, _S40 = np.uint64(16), np.uint64(29), np.uint64(32), np.uint64(40)
+_S16, _S32 = np.uint64(16), np.uint64(32)
 _ZERO = np.uint64(0)
 
 
-@njit(cache=True, nogil=True)
-def _mix(h, w):
-    h = h ^ w
-    h = ((h & _LOW32) * _MIX_LO) ^ ((h >> _S32) * _MIX_HI)
-    return h ^ (h >> _S29)
+def _hash_factors() -> np.ndarray:
+    """Random odd factors, one per key word: each table hashes differently, so no capture can be
+    made to collide in every table (which would make each lookup walk all flows)."""
+    return np.random.default_rng().integers(0, 1 << 64, size=_KEY_WORDS, dtype=np.uint64) | np.uint64(1)
 
 
 @njit(cache=True, nogil=True)
-def _home(key, mask):
-    """The slot where probing for ``key`` (``_KEY_WORDS`` int64) starts."""
-    h = _SEED
+def _home(key, factors, shift):
+    """The slot where probing for ``key`` (``_KEY_WORDS`` uint64, probe order) starts: multiply-shift hashing,
+    whose products are independent, so they are computed side by side."""
+    h = _ZERO
     for k in range(_KEY_WORDS):
-        h = _mix(h, np.uint64(key[k]))
-    return np.int64(h & np.uint64(mask))
+        h += key[k] * factors[k]
+    return np.int64(h >> shift)
 
 
 @njit(cache=True, nogil=True)
 def _probe(table, key, slot, mask):
-    """The slot holding ``key``, or the free slot where it belongs, from ``slot`` on."""
+    """The slot holding ``key`` (probe order, as int64), or the free slot where it belongs, from ``slot`` on."""
+    words = _KEY_WORDS if np.uint64(key[1]) & _HAS_HI else _LOW_KEY_WORDS
     while table[slot, _SERIAL] != _EMPTY:
         same = True
-        for k in range(_KEY_WORDS):
-            if table[slot, k] != key[k]:
+        for k in range(words):
+            if table[slot, _KEY[k]] != key[k]:
                 same = False
                 break
         if same:
@@ -117,18 +129,22 @@ def _probe(table, key, slot, mask):
 
 
 @njit(cache=True, nogil=True)
-def _rehash(old, new):
+def _rehash(old, new, factors, shift):
     """Copy the flows of ``old`` into ``new``, whose slots are all free."""
     mask = len(new) - 1
+    key = np.empty(_KEY_WORDS, dtype=np.uint64)
+    ikey = key.view(np.int64)
     for s in range(len(old)):
         if old[s, _SERIAL] != _EMPTY:
-            slot = _probe(new, old[s], _home(old[s], mask), mask)
+            for k in range(_KEY_WORDS):
+                ikey[k] = old[s, _KEY[k]]
+            slot = _probe(new, ikey, _home(key, factors, shift), mask)
             new[slot, :] = old[s, :]
 
 
 @njit(cache=True, nogil=True)
 def _flow_key(r, key):
-    """Write the key of packet ``r``'s flow into ``key`` (uint64); its direction, or -1 when it has no flow."""
+    """Write the key of packet ``r``'s flow into ``key`` (uint64, probe order); its direction, or -1 when it has no flow."""
     encap = int(r["encap"])
     if int(r["status"]) != _OK or int(r["ipver"]) == 0 or encap > _ENCAP_LAST_OVERLAY:
         return -1
@@ -141,30 +157,29 @@ def _flow_key(r, key):
     s_hi, s_lo, d_hi, d_lo = r["src_hi"], r["src_lo"], r["dst_hi"], r["dst_lo"]
     if s_hi < d_hi or (s_hi == d_hi and (s_lo < d_lo or (s_lo == d_lo and sport <= dport))):
         d = 0
-        key[_K_A_HI], key[_K_A_LO], key[_K_B_HI], key[_K_B_LO] = s_hi, s_lo, d_hi, d_lo
+        key[2], key[3], key[6], key[7] = s_lo, d_lo, s_hi, d_hi
         a_port, b_port = sport, dport
     else:
         d = 1
-        key[_K_A_HI], key[_K_A_LO], key[_K_B_HI], key[_K_B_LO] = d_hi, d_lo, s_hi, s_lo
+        key[2], key[3], key[6], key[7] = d_lo, s_lo, d_hi, s_hi
         a_port, b_port = dport, sport
-    vni = -1
+    key[0] = (np.uint64(proto) << _S32) | (np.uint64(a_port) << _S16) | np.uint64(b_port)
     if encap == _ENCAP_NONE:
-        key[_K_NODE_A_HI] = key[_K_NODE_A_LO] = key[_K_NODE_B_HI] = key[_K_NODE_B_LO] = _ZERO
+        key[1] = key[4] = key[5] = key[8] = key[9] = _ZERO
     else:
-        vni = int(r["vni"])
+        key[1] = np.uint64(int(r["vni"]) + 1)
         os_hi, os_lo, od_hi, od_lo = r["o_src_hi"], r["o_src_lo"], r["o_dst_hi"], r["o_dst_lo"]
         if os_hi < od_hi or (os_hi == od_hi and os_lo <= od_lo):
-            key[_K_NODE_A_HI], key[_K_NODE_A_LO], key[_K_NODE_B_HI], key[_K_NODE_B_LO] = os_hi, os_lo, od_hi, od_lo
+            key[4], key[5], key[8], key[9] = os_lo, od_lo, os_hi, od_hi
         else:
-            key[_K_NODE_A_HI], key[_K_NODE_A_LO], key[_K_NODE_B_HI], key[_K_NODE_B_LO] = od_hi, od_lo, os_hi, os_lo
-    key[_K_META] = (
-        (np.uint64(vni + 1) << _S40) | (np.uint64(proto) << _S32) | (np.uint64(a_port) << _S16) | np.uint64(b_port)
-    )
+            key[4], key[5], key[8], key[9] = od_lo, os_lo, od_hi, os_hi
+    if key[6] | key[7] | key[8] | key[9]:
+        key[1] |= _HAS_HI
     return d
 
 
 @njit(cache=True, nogil=True)
-def _count(table, slot, r, d, ordinal):
+def _count(table, slot, r, d):
     """Add packet ``r``, sent in direction ``d``, to the flow in ``slot``."""
     ts = r["ts_ns"]
     table[slot, _FIRST_TS] = min(table[slot, _FIRST_TS], ts)
@@ -182,34 +197,33 @@ def _count(table, slot, r, d, ordinal):
     app = int(r["app"])
     if app:
         table[slot, _MARKS] |= 1 << (app + 16 * d)
-    table[slot, _LAST_SEEN] = ordinal
 
 
 @njit(cache=True, nogil=True)
 def _accumulate(
-    rows, start, ordinal0, table, n, limit, next_serial, row_serial, row_dir, row_take, per_direction, budget,
+    rows, start, table, factors, shift, n, limit, next_serial, kept, n_kept, per_direction, budget,
 ):  # fmt: skip
     """Add ``rows[start:]`` to the table; stop early, returning the row reached, when a new flow finds it full.
 
-    Returns ``(row reached, flows, next serial, budget left, the xor of the
-    words read ahead)``. For each row, ``row_serial`` gets its flow's serial (-1 for
-    a packet that is not part of a flow), ``row_dir`` its direction,
-    ``row_take`` how many payload bytes to keep.
+    ``factors`` and ``shift`` are the table's hashing (``_home``): a table of
+    ``2 ** (64 - shift)`` slots.
+
+    Returns ``(row reached, flows, next serial, budget left, segments kept, the
+    xor of the words read ahead)``. Each payload to keep (while ``budget`` lasts)
+    is a row of ``kept`` from ``n_kept`` on: ``_KEPT_ROW``, ``_KEPT_SERIAL``,
+    ``_KEPT_DIR``, ``_KEPT_TAKE`` (how many payload bytes to keep).
 
     Rows go in blocks: the keys and home slots of a block are computed first,
-    then the first word of each slot's three cache lines is read (their xor is
+    then the first word of each slot's first two cache lines is read (their xor is
     returned so the reads are not optimised away), so the block's cache misses
-    are in flight together before the probing needs them. A packet of the same
-    flow as the one before skips the lookup.
+    are in flight together before the probing needs them (a packet of the flow
+    before it finds the slot in the first level cache).
     """
     mask = len(table) - 1
     keys = np.empty((_BLOCK, _KEY_WORDS), dtype=np.uint64)
     ikeys = keys.view(np.int64)
     dirs = np.empty(_BLOCK, dtype=np.int64)
     homes = np.empty(_BLOCK, dtype=np.int64)
-    last_key = np.zeros(_KEY_WORDS, dtype=np.uint64)  # the key of the last packet with a flow, once there is one
-    have_last = False
-    slot = 0
     read_ahead = 0
     block = start
     while block < len(rows):
@@ -217,48 +231,50 @@ def _accumulate(
         for i in range(block, end):
             j = i - block
             dirs[j] = _flow_key(rows[i], keys[j])
-            if dirs[j] < 0:
-                continue
-            same = have_last
-            for k in range(_KEY_WORDS):
-                same = same and keys[j, k] == last_key[k]
-            homes[j] = _SAME if same else _home(ikeys[j], mask)
-            last_key[:] = keys[j]
-            have_last = True
+            if dirs[j] >= 0:
+                homes[j] = _home(keys[j], factors, shift)
         for j in range(end - block):
-            if dirs[j] >= 0 and homes[j] != _SAME:
-                read_ahead ^= table[homes[j], 0] ^ table[homes[j], 8] ^ table[homes[j], 16]
+            if dirs[j] >= 0:
+                read_ahead ^= table[homes[j], 0] ^ table[homes[j], _LINE]
         for i in range(block, end):
             j = i - block
             d = dirs[j]
-            row_serial[i] = -1
-            row_take[i] = 0
             if d < 0:
                 continue
-            if homes[j] != _SAME:
-                slot = _probe(table, ikeys[j], homes[j], mask)
+            slot = _probe(table, ikeys[j], homes[j], mask)
             if table[slot, _SERIAL] == _EMPTY:
                 if n == limit:
-                    return i, n, next_serial, budget, read_ahead
+                    return i, n, next_serial, budget, n_kept, read_ahead
                 n += 1
-                table[slot, :_KEY_WORDS] = ikeys[j]
-                table[slot, _KEY_WORDS:] = 0
+                table[slot, :] = 0
+                for k in range(_KEY_WORDS):
+                    table[slot, _KEY[k]] = ikeys[j, k]
                 table[slot, _FIRST_TS] = table[slot, _LAST_TS] = rows[i]["ts_ns"]
                 table[slot, _SYN_TS] = table[slot, _SYN_TS + 1] = _NEVER
                 table[slot, _SERIAL] = next_serial
                 next_serial += 1
-            _count(table, slot, rows[i], d, ordinal0 + i)
-            row_serial[i] = table[slot, _SERIAL]
-            row_dir[i] = d
+            _count(table, slot, rows[i], d)
             size = int(rows[i]["payload_len"])
-            room = per_direction - table[slot, _CAPTURED + d]
-            if size > 0 and room > 0 and budget > SEGMENT_OVERHEAD:
-                take = min(size, room, budget - SEGMENT_OVERHEAD)
-                table[slot, _CAPTURED + d] += take
-                budget -= take + SEGMENT_OVERHEAD
-                row_take[i] = take
+            if size > 0 and budget > SEGMENT_OVERHEAD:
+                room = per_direction - table[slot, _CAPTURED + d]
+                if room > 0:
+                    take = min(size, room, budget - SEGMENT_OVERHEAD)
+                    table[slot, _CAPTURED + d] += take
+                    budget -= take + SEGMENT_OVERHEAD
+                    kept[n_kept, _KEPT_ROW] = i
+                    kept[n_kept, _KEPT_SERIAL] = table[slot, _SERIAL]
+                    kept[n_kept, _KEPT_DIR] = d
+                    kept[n_kept, _KEPT_TAKE] = take
+                    n_kept += 1
         block = end
-    return len(rows), n, next_serial, budget, read_ahead
+    return len(rows), n, next_serial, budget, n_kept, read_ahead
+
+
+def _aligned_rows(slots: int) -> np.ndarray:
+    """An uninitialised table of ``slots`` rows whose rows start on cache lines."""
+    spare = np.empty(slots * _ROW + _LINE, dtype=np.int64)
+    skip = (-spare.ctypes.data % (8 * _LINE)) // 8
+    return spare[skip : skip + slots * _ROW].reshape(slots, _ROW)
 
 
 @njit(cache=True, nogil=True)
@@ -353,8 +369,9 @@ class FlowTable:
         self.payload_per_direction = payload_per_direction
         self._budget = payload_total
         self._n = 0
-        self._ordinal = 0
         self._next_serial = 0
+        self._factors = _hash_factors()
+        self._kept = np.empty((0, 4), dtype=np.int64)
         self._allocate(min(max_flows, 1024))
         self.evicted: dict[int | None, int] = {}
         """Flows evicted to stay within ``max_flows``, per VNI (None outside overlays)."""
@@ -370,10 +387,12 @@ class FlowTable:
 
     def _allocate(self, flows: int) -> None:
         """A table with room for ``flows`` flows (half its slots), holding the flows held so far."""
-        table = np.empty((1 << (2 * flows - 1).bit_length(), _ROW), dtype=np.int64)  # a flow's insertion fills its row
+        bits = (2 * flows - 1).bit_length()
+        table = _aligned_rows(1 << bits)
         table[:, _SERIAL] = _EMPTY
+        self._shift = np.uint64(64 - bits)
         if self._n:
-            _rehash(self._table, table)
+            _rehash(self._table, table, self._factors, self._shift)
         self._table = table
         self._room = flows
 
@@ -383,8 +402,8 @@ class FlowTable:
             return
         held = np.flatnonzero(self._table[:, _SERIAL] != _EMPTY)
         count = max(1, self.max_flows // EVICT_FRACTION)
-        oldest = held[np.argpartition(self._table[held, _LAST_SEEN], count - 1)[:count]]
-        vnis, per_vni = np.unique(self._vnis(self._table[oldest]), return_counts=True)
+        oldest = held[np.lexsort((self._table[held, _SERIAL], self._table[held, _LAST_TS]))[:count]]
+        vnis, per_vni = np.unique(self._table[oldest, _K_VNI] % int(_HAS_HI) - 1, return_counts=True)
         for vni, evicted in zip(vnis.tolist(), per_vni.tolist()):
             key = None if vni < 0 else vni
             self.evicted[key] = self.evicted.get(key, 0) + evicted
@@ -392,49 +411,41 @@ class FlowTable:
         self._n -= count
         self._allocate(self._room)  # probing needs the evicted slots' followers moved up
 
-    @staticmethod
-    def _vnis(rows: np.ndarray) -> np.ndarray:
-        return (rows[:, _K_META].view(np.uint64) >> np.uint64(40)).astype(np.int64) - 1
-
     def add(self, rows: np.ndarray, data: np.ndarray | None = None) -> None:
         """Count the packets of ``rows`` (``PACKET_DTYPE``); keep payload prefixes from ``data``, their buffer."""
-        count = len(rows)
-        serial = np.empty(count, dtype=np.int64)
-        direction = np.empty(count, dtype=np.uint8)
-        take = np.empty(count, dtype=np.int64)
         budget = self._budget if data is not None else 0
-        start = 0
+        if len(self._kept) < len(rows) and budget:
+            self._kept = np.empty((len(rows), 4), dtype=np.int64)  # kept between calls: no page faults per call
+        start = kept = 0
         while True:
-            start, self._n, self._next_serial, budget, _ = _accumulate(
-                rows, start, self._ordinal, self._table, self._n, self._room, self._next_serial,
-                serial, direction, take, self.payload_per_direction, budget,
+            start, self._n, self._next_serial, budget, kept, _ = _accumulate(
+                rows, start, self._table, self._factors, self._shift, self._n, self._room, self._next_serial,
+                self._kept, kept, self.payload_per_direction, budget,
             )  # fmt: skip
-            if start == count:
+            if start == len(rows):
                 break
             self._make_room()
-        self._ordinal += count
-        if data is not None and budget != self._budget:
+        if kept:
             self._budget = budget
-            self._keep(rows, data, serial, direction, take)
+            self._keep(rows, data, self._kept[:kept])
 
-    def _keep(self, rows, data, serial, direction, take) -> None:
-        chosen = np.flatnonzero(take)
-        picked = rows[chosen]
-        lengths = take[chosen]
+    def _keep(self, rows: np.ndarray, data: np.ndarray, kept: np.ndarray) -> None:
+        picked = rows[kept[:, _KEPT_ROW]]
+        lengths = kept[:, _KEPT_TAKE].copy()
         out = np.empty(int(lengths.sum()), dtype=np.uint8)
         starts = picked["data_start"] + picked["payload_off"].astype(np.int64)
         _gather(np.asarray(data, dtype=np.uint8), starts, lengths, out)
         self._segment_data.append(out)
         self._segments.append(
             {
-                "serial": serial[chosen],
-                "dir": direction[chosen],
+                "serial": kept[:, _KEPT_SERIAL].copy(),
+                "dir": kept[:, _KEPT_DIR].astype(np.uint8),
                 "ts": picked["ts_ns"],
                 "seq": picked["tcp_seq"],
                 "flags": picked["tcp_flags"],
                 "wire": picked["payload_wire"],
                 "take": lengths,
-                "chunk": np.full(len(chosen), len(self._segment_data) - 1, dtype=np.int64),
+                "chunk": np.full(len(kept), len(self._segment_data) - 1, dtype=np.int64),
                 "start": np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64),
             }
         )
@@ -442,8 +453,11 @@ class FlowTable:
     def render(self, namer: Namer | None = None) -> tuple[FlowColumns, FlowPayloads]:
         """The flows held (``namer`` names the service of each endpoint), and their kept payloads."""
         held = self._table[self._table[:, _SERIAL] != _EMPTY]
-        held = held[canonical_order(held[:, :_KEY_WORDS].view(np.uint64))]
-        flows = FlowColumns.from_table(held[:, :_KEY_WORDS].view(np.uint64), held[:, _COUNTERS], namer)
+        keys = held[:, _COLUMN_KEY].view(np.uint64)
+        keys[:, VNI] %= _HAS_HI
+        order = canonical_order(keys)
+        held, keys = held[order], keys[order]
+        flows = FlowColumns.from_table(keys, held[:, _COLUMN_COUNTERS], namer)
         return flows, self._payloads(flows, held[:, _SERIAL])
 
     def _payloads(self, flows: FlowColumns, serials: np.ndarray) -> FlowPayloads:
