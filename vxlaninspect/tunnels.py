@@ -59,36 +59,32 @@ _E_NONE = int(Encap.NONE)
 _E_LAST_OVERLAY = int(Encap.VXLAN_GPE)
 _E_ESP = int(Encap.ESP)
 _E_ESP_UDP = int(Encap.ESP_UDP)
-_SEED = np.uint64(0x9E3779B97F4A7C15)
-_MIX_LO = np.uint64(0x9E3779B1)  # 32-bit factors: no product of them with a 32-bit half overflows
-_MIX_HI = np.uint64(0x85EBCA77)
-_LOW32 = np.uint64(0xFFFF_FFFF)
-_S29, _S32, _S34 = np.uint64(29), np.uint64(32), np.uint64(34)
+_S34 = np.uint64(34)
 _SUB_MASK = np.uint64((1 << 34) - 1)
+_ZERO = np.uint64(0)
+
+
+def _hash_factors() -> np.ndarray:
+    """Random odd factors, one per key word: each table hashes differently, so no capture can be
+    made to collide in every table."""
+    return np.random.default_rng().integers(0, 1 << 64, size=_KEY_WORDS, dtype=np.uint64) | np.uint64(1)
 
 
 @njit(cache=True, nogil=True)
-def _mix(h, w):
-    h = h ^ w
-    h = ((h & _LOW32) * _MIX_LO) ^ ((h >> _S32) * _MIX_HI)
-    return h ^ (h >> _S29)
-
-
-@njit(cache=True, nogil=True)
-def _home(key, mask):
-    """The slot where probing for ``key`` (``_KEY_WORDS`` words) starts."""
-    h = _SEED
+def _home(key, factors, shift):
+    """The slot where probing for ``key`` (``_KEY_WORDS`` words) starts: multiply-shift hashing."""
+    h = _ZERO
     for k in range(_KEY_WORDS):
-        h = _mix(h, key[k])
-    return np.int64(h & np.uint64(mask))
+        h += key[k] * factors[k]
+    return np.int64(h >> shift)
 
 
 @njit(cache=True, nogil=True)
-def _reindex(keys, n, index):
+def _reindex(keys, n, index, factors, shift):
     index[:] = _EMPTY
     mask = np.int64(len(index) - 1)
     for f in range(n):
-        slot = _home(keys[f], mask)
+        slot = _home(keys[f], factors, shift)
         while index[slot] != _EMPTY:
             slot = (slot + 1) & mask
         index[slot] = f
@@ -110,7 +106,7 @@ def _tally(r, totals):
 
 
 @njit(cache=True, nogil=True)
-def _accumulate(rows, start, keys, counters, index, n, limit, capacity, totals):
+def _accumulate(rows, start, keys, counters, index, factors, shift, n, limit, capacity, totals):
     """Add ``rows[start:]``; stop, returning the row reached, when a new entry needs more capacity.
 
     Returns ``(row reached, entries)``. Every packet is added to ``totals``;
@@ -139,7 +135,7 @@ def _accumulate(rows, start, keys, counters, index, n, limit, capacity, totals):
             )
             if not same:
                 w[0], w[1], w[2], w[3], w[4] = r["o_src_hi"], r["o_src_lo"], r["o_dst_hi"], r["o_dst_lo"], meta
-                slot = _home(w, mask)
+                slot = _home(w, factors, shift)
                 f = _EMPTY
                 while index[slot] != _EMPTY:
                     g = index[slot]
@@ -166,14 +162,15 @@ def _accumulate(rows, start, keys, counters, index, n, limit, capacity, totals):
                 totals[_T_UNTRACKED_PACKETS] += 1
             else:
                 ts = r["ts_ns"]
-                c = counters[f]
-                c[_C_PACKETS] += 1
-                c[_C_BYTES] += r["wirelen"]
-                c[_C_FIRST_TS] = min(c[_C_FIRST_TS], ts)
-                c[_C_LAST_TS] = max(c[_C_LAST_TS], ts)
+                counters[f, _C_PACKETS] += 1
+                counters[f, _C_BYTES] += r["wirelen"]
+                if ts < counters[f, _C_FIRST_TS]:
+                    counters[f, _C_FIRST_TS] = ts
+                if ts > counters[f, _C_LAST_TS]:
+                    counters[f, _C_LAST_TS] = ts
                 if int(r["status"]) == _OK and r["payload_wire"] > 0 and encap <= _E_LAST_OVERLAY:
-                    c[_C_PAYLOAD_PACKETS] += 1
-                    c[_C_PAYLOAD_BYTES] += r["payload_wire"]
+                    counters[f, _C_PAYLOAD_PACKETS] += 1
+                    counters[f, _C_PAYLOAD_BYTES] += r["payload_wire"]
         _tally(r, totals)
     return len(rows), n
 
@@ -313,6 +310,7 @@ class TunnelTable:
         self.max_entries = max_entries
         self._n = 0
         self._totals = np.zeros(_TOTALS, dtype=np.int64)
+        self._factors = _hash_factors()
         self._allocate(min(max_entries, 256))
 
     def __len__(self) -> int:
@@ -340,15 +338,17 @@ class TunnelTable:
             keys[: self._n] = self._keys[: self._n]
             counters[: self._n] = self._counters[: self._n]
         self._keys, self._counters = keys, counters
-        self._index = np.empty(1 << (2 * capacity - 1).bit_length(), dtype=np.int64)
-        _reindex(self._keys, self._n, self._index)
+        bits = (2 * capacity - 1).bit_length()
+        self._index = np.empty(1 << bits, dtype=np.int64)
+        self._shift = np.uint64(64 - bits)
+        _reindex(self._keys, self._n, self._index, self._factors, self._shift)
 
     def add(self, rows: np.ndarray) -> None:
         """Count the packets of ``rows`` (``PACKET_DTYPE``): all in the totals, tunnel packets per tunnel."""
         start = 0
         while True:
             start, self._n = _accumulate(
-                rows, start, self._keys, self._counters, self._index, self._n,
+                rows, start, self._keys, self._counters, self._index, self._factors, self._shift, self._n,
                 self.max_entries, len(self._keys), self._totals,
             )  # fmt: skip
             if start == len(rows):
