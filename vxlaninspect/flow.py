@@ -43,12 +43,20 @@ def _protocol_of_hints(hints: int) -> str | None:
     return None
 
 
-_PROTOCOLS = tuple(_protocol_of_hints(bits) for bits in range(1 << (max(AppHint) + 1)))
+PROTOCOL_OF_HINTS = tuple(_protocol_of_hints(bits) for bits in range(1 << (max(AppHint) + 1)))
+"""The protocol each bit set of ``AppHint`` values names (see ``PROTOCOL_BY_HINT``), None without payload."""
 
 
 def protocol_of_hints(hints: int) -> str | None:
     """The protocol a bit set of ``AppHint`` values names (see ``PROTOCOL_BY_HINT``), or None without payload."""
-    return _PROTOCOLS[hints]
+    return PROTOCOL_OF_HINTS[hints]
+
+
+def protocol_rank(protocol: str | None) -> tuple[int, str]:
+    """Orders protocols strongest first: those of ``PROTOCOL_BY_HINT`` in its order, then others by name, None last."""
+    if protocol is None:
+        return (len(PROTOCOL_BY_HINT) + 1, "")
+    return (next((k for k, (name, _) in enumerate(PROTOCOL_BY_HINT) if name == protocol), len(PROTOCOL_BY_HINT)), protocol)
 
 
 @dataclass(frozen=True, slots=True)

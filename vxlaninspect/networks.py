@@ -17,20 +17,18 @@ Verdicts:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
 
 from .addresses import ip_text, join_endpoint
-from .flow import PROTOCOL_BY_HINT, transport_name
+from .flow import transport_name
 from .flow_columns import BYTES, FIRST_TS, LAST_TS, PACKETS, PAYLOAD, FlowColumns
+from .merging import pick_known
 from .tunnels import ESP_ENCAPS, OVERLAY_ENCAPS, Tunnel
 from .well_known import well_known_service
-
-_NO_VNI = (1 << 64) - 1
-"""VNI -1 (outside overlays) as the uint64 the grouping sees."""
 
 
 class Verdict(str, Enum):
@@ -121,25 +119,17 @@ class Network:
         return self.subnets[0] if self.subnets else None
 
 
-def _protocol_rank(protocol: str | None) -> int:
-    names = [name for name, _ in PROTOCOL_BY_HINT]
-    return names.index(protocol) if protocol in names else (len(names) if protocol else len(names) + 1)
-
-
 def services(flows: FlowColumns) -> tuple[Service, ...]:
     """One ``Service`` per (VNI, server address, port, transport) of the TCP/UDP/SCTP flows."""
     rows = np.flatnonzero(flows.ported)
     if not len(rows):
         return ()
     server = flows.server_words[rows]
-    keys = np.column_stack(
-        (flows.vni[rows].astype(np.uint64), server[:, 0], server[:, 1], flows.server_port[rows].astype(np.uint64),
-         flows.proto[rows].astype(np.uint64))
-    )  # fmt: skip
-    groups, group_of = np.unique(keys, axis=0, return_inverse=True)
-    group_of = group_of.reshape(-1)
-    order = np.argsort(group_of, kind="stable")
-    starts = np.flatnonzero(np.concatenate(([True], np.diff(group_of[order]) != 0)))
+    columns = (flows.vni[rows], server[:, 0], server[:, 1], flows.server_port[rows], flows.proto[rows])
+    order, starts = _runs(columns)
+    members = np.diff(np.append(starts, len(rows)))
+    group_of = np.empty(len(rows), dtype=np.int64)
+    group_of[order] = np.repeat(np.arange(len(starts)), members)
 
     def per_group(ufunc: np.ufunc, values: np.ndarray) -> list[int]:
         return ufunc.reduceat(values[rows][order], starts).tolist()
@@ -149,31 +139,27 @@ def services(flows: FlowColumns) -> tuple[Service, ...]:
     payload = per_group(np.add, flows.pair_sum(PAYLOAD))
     first = per_group(np.minimum, flows.counts[:, FIRST_TS])
     last = per_group(np.maximum, flows.counts[:, LAST_TS])
-    members = np.bincount(group_of, minlength=len(groups)).tolist()
     client = flows.client_words[rows]
-    distinct = np.unique(np.column_stack((group_of.astype(np.uint64), client)), axis=0)
-    clients = np.bincount(distinct[:, 0].astype(np.int64), minlength=len(groups)).tolist()
-    groups = groups.tolist()
+    client_order, client_starts = _runs((group_of, client[:, 0], client[:, 1]))
+    clients = np.bincount(group_of[client_order[client_starts]], minlength=len(starts)).tolist()
+    groups = list(zip(*(column[order[starts]].tolist() for column in columns)))
+    codes, vocabulary = flows.protocol_codes()
+    best = [vocabulary[code] for code in per_group(np.minimum, codes)]
     known = [well_known_service(port, transport_name(proto)) for _, _, _, port, proto in groups]
-    named: list[str | None] = [None] * len(groups)
-    best: list[str | None] = [None] * len(groups)
-    server_names, protocols = flows.server_names(), flows.protocols()
-    for g, k in zip(group_of.tolist(), rows.tolist()):
-        named[g] = _first(named[g], server_names[k] or known[g], lambda name: name)
-        best[g] = _first(best[g], protocols[k], lambda p: (_protocol_rank(p), p))
+    named = _service_names(flows, rows, group_of, known)
     result = []
     for g, (vni, hi, lo, port, proto) in enumerate(groups):
         transport = transport_name(proto)
         result.append(
             Service(
-                vni=None if vni == _NO_VNI else vni,
+                vni=None if vni < 0 else vni,
                 ip=ip_text(hi, lo),
                 port=port,
                 transport=transport,
                 name=named[g],
                 protocol=best[g],
                 leaked=payload[g] > 0,
-                flows=members[g],
+                flows=int(members[g]),
                 clients=clients[g],
                 packets=packets[g],
                 bytes=sizes[g],
@@ -185,13 +171,29 @@ def services(flows: FlowColumns) -> tuple[Service, ...]:
     return tuple(sorted(result, key=lambda s: (s.vni is None, s.vni or 0, s.ip, s.port, s.transport)))
 
 
-def _first(current: str | None, candidate: str | None, order: Callable[[str], object]) -> str | None:
-    """Whichever of the two is known and comes first in ``order``."""
-    if candidate is None:
-        return current
-    if current is None or order(candidate) < order(current):
-        return candidate
-    return current
+def _runs(columns: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The order that sorts rows by ``columns`` (the first most significant), and where in it each run of equal rows starts."""
+    order = np.lexsort(columns[::-1])
+    differs = np.zeros(len(order), dtype=bool)
+    differs[:1] = True
+    for column in columns:
+        ordered = column[order]
+        differs[1:] |= ordered[1:] != ordered[:-1]
+    return order, np.flatnonzero(differs)
+
+
+def _service_names(flows: FlowColumns, rows: np.ndarray, group_of: np.ndarray, known: list[str | None]) -> list[str | None]:
+    """Per group of ``rows``, the first in sort order of its servers' names from metadata, and of the
+    well-known name of its port when a member has no name from metadata."""
+    if flows.names is None:
+        return list(known)
+    names = np.array(flows.server_names(), dtype=object)[rows]
+    named = names != None  # noqa: E711 (elementwise)
+    unnamed = np.bincount(group_of[~named], minlength=len(known)) > 0
+    chosen = [k if missing else None for k, missing in zip(known, unnamed.tolist())]
+    for g, name in zip(group_of[named].tolist(), names[named].tolist()):
+        chosen[g] = pick_known(min, chosen[g], name)
+    return chosen
 
 
 def encryption_evidence(tunnels: Iterable[Tunnel]) -> tuple[Tunnel, ...]:
