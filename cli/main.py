@@ -240,6 +240,10 @@ def main() -> None:
     Exit status: 0 done, 1 a --fail-on condition was met, 2 a usage error or a
     capture that could not be read (named with the byte offset on stderr).
     """
+    # numba probes for a BLAS by importing SciPy's when it first loads a compiled
+    # function: a fifth of a second of a command's start, for linear algebra no
+    # command does. The process is the command's own, so it goes without.
+    sys.modules.setdefault("scipy.linalg.cython_blas", None)  # type: ignore[arg-type]
 
 
 def _inputs(params: dict[str, Any]) -> Inputs:
