@@ -40,6 +40,7 @@ from vxlaninspect.row_buffers import RowBuffers
 from vxlaninspect.scanning import scan
 
 from .dpkt_baseline import decode_frames
+from .machine import start_environment
 from .generate import (
     DEFAULT_MIX,
     MIB,
@@ -198,7 +199,7 @@ def measure_dpkt(batches: list[RecordBatch], limit: int, repeat: int) -> tuple[R
 
 def run_probe(kind: str, capture: Path, cache_dir: Path) -> dict[str, float | int]:
     """``benchmarks.probe`` in a fresh interpreter with numba's cache in ``cache_dir``."""
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
+    env = start_environment(str(cache_dir))
     began = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.probe", kind, str(capture)],

@@ -10,6 +10,14 @@ from importlib import metadata
 PACKAGES = ("vxlaninspect", "numpy", "numba", "dpkt", "scapy", "pyshark", "matplotlib")
 
 
+def start_environment(numba_cache: str) -> dict[str, str]:
+    """The environment for timing a start: numba's cache in ``numba_cache``, and Python's bytecode
+    cache on, as an installed package has it (pip compiles a package's modules when it installs
+    them; with ``PYTHONDONTWRITEBYTECODE`` set, every start would compile them again)."""
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "NUMBA_CACHE_DIR": numba_cache}
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as info:

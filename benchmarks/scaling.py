@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from .generate import DEFAULT_MIX, MIB, argparse_type, generate, parse_size
-from .machine import describe, markdown
+from .machine import describe, markdown, start_environment
 from .plots import scaling_figures
 
 REPO = Path(__file__).resolve().parents[1]
@@ -205,7 +205,7 @@ def start_times(captures: Captures, workdir: Path) -> dict[str, object]:
     tiny = captures.get(TINY_CAPTURE_BYTES, flows=10)
     cache = workdir / "numba-cache"
     shutil.rmtree(cache, ignore_errors=True)
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    env = start_environment(str(cache))
     vxlaninspect = shutil.which("vxlaninspect") or "vxlaninspect"
     command = ("command", vxlaninspect, "scan", tiny["path"], "--format", "json", "--quiet")
     progress("  first run, empty numba cache ...")
