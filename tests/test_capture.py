@@ -303,3 +303,20 @@ def test_batches_iterate_once() -> None:
         list(capture.batches())
         with pytest.raises(RuntimeError):
             list(capture.batches())
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_closing_mid_capture_keeps_the_batches_delivered(tmp_path: Path, compressed: bool) -> None:
+    """The next batch is read ahead on a thread: closing waits for it, and what was delivered stays valid."""
+    raw = corpus_file(ETHERNET_FILE).read_bytes()
+    path = tmp_path / "capture.pcap.gz" if compressed else corpus_file(ETHERNET_FILE)
+    if compressed:
+        path.write_bytes(gzip.compress(raw))
+    capture = open_capture(path, chunk_bytes=256)
+    batches = capture.batches()
+    first, second = next(batches), next(batches)
+    capture.close()
+    assert next(batches, None) is None
+    for batch in (first, second):
+        for start, length, offset in zip(batch.data_start.tolist(), batch.caplen.tolist(), batch.rec_offset.tolist()):
+            assert batch.data[start : start + length].tobytes() == raw[offset + 16 : offset + 16 + length]

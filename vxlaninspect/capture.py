@@ -4,13 +4,16 @@ pcap or pcapng, plain or gzip/bz2/xz/zstd compressed (recognised by content,
 not by name), from a path, standard input (``"-"``) or a binary file object.
 Plain files are memory-mapped; everything else is streamed. Memory stays near
 ``chunk_bytes`` whatever the size of the capture or the compression ratio.
+The next batch is read (pages mapped in, records indexed, or the stream
+decompressed) on a thread of its own while the caller works on the current one.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import BinaryIO
 
@@ -80,7 +83,7 @@ class Capture:
         self._source = source
         self._file = file
         self._index = RecordIndex.for_chunk(chunk_bytes)
-        self._started = False
+        self._batches: Generator[RecordBatch, None, None] | None = None
         self._indexer, self._start = self._read_header()
         self.format = "pcap" if isinstance(self._indexer, PcapIndexer) else "pcapng"
         self.linktypes = self._indexer.linktypes
@@ -95,12 +98,20 @@ class Capture:
         Raises ``CaptureError`` at damage, after yielding every whole record before it.
         Can be iterated once.
         """
-        if self._started:
+        if self._batches is not None:
             raise RuntimeError("the batches of a capture can be iterated only once")
-        self._started = True
-        for batch in walk(self._source, self.path, self._start, self._indexer, self._index):
-            self._count(batch)
-            yield batch
+        self._batches = self._read_ahead()
+        return self._batches
+
+    def _read_ahead(self) -> Generator[RecordBatch, None, None]:
+        """The batches of ``walk``, each read while the one before is in the caller's hands."""
+        records = walk(self._source, self.path, self._start, self._indexer, self._index)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vxlaninspect-read") as reader:
+            ahead = reader.submit(next, records, None)
+            while (batch := ahead.result()) is not None:
+                ahead = reader.submit(next, records, None)
+                self._count(batch)
+                yield batch
 
     def _count(self, batch: RecordBatch) -> None:
         self.packets += len(batch)
@@ -111,6 +122,8 @@ class Capture:
 
     def close(self) -> None:
         """Release the map or the stream (a file object given by the caller is left open)."""
+        if self._batches is not None:
+            self._batches.close()  # waits for a batch being read ahead
         self._source.close()
         if self._file is not None:
             self._file.close()
