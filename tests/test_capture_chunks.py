@@ -24,7 +24,7 @@ from tests.test_capture_support import (
     walk_pcap,
 )
 from vxlaninspect.capture import open_capture
-from vxlaninspect.capture_source import MappedFile
+from vxlaninspect.capture_source import WINDOWS_IN_USE, MappedFile
 from vxlaninspect.capture_walk import PREFETCH_DISTANCE, fetch_ahead
 
 LARGE_PACKETS_FILE = "tcpdump__gso-ipv6-vxlan-ipv4.pcap"  # one 7026-byte record
@@ -147,8 +147,9 @@ def test_records_larger_than_the_chunk_in_a_stream(tmp_path: Path) -> None:
     assert [(r.ts_ns, r.data) for r in reading.records] == [(5_000_006_000, big)]
 
 
-def test_the_map_drops_pages_only_behind_the_window_before_the_current_one(tmp_path: Path) -> None:
-    """A consumer may still read the previous window's batches while the next window is handed out."""
+def test_the_map_drops_pages_only_behind_the_windows_still_in_use(tmp_path: Path) -> None:
+    """While a window is read ahead, the one before is being decoded and the one before that
+    counted into the tables: the pages of neither may be dropped."""
     page = mmap.PAGESIZE
     path = tmp_path / "pages.bin"
     path.write_bytes(bytes(64 * page))
@@ -156,10 +157,10 @@ def test_the_map_drops_pages_only_behind_the_window_before_the_current_one(tmp_p
     with open(path, "rb") as file:
         source = MappedFile(file, path.stat().st_size, chunk)
         try:
-            source.window(0, 0)
-            source.window(chunk, 0)
-            assert source._released == 0  # the first window may still be in use
-            source.window(2 * chunk, 0)
+            for start in range(WINDOWS_IN_USE + 1):
+                source.window(start * chunk, 0)
+                assert source._released == 0  # every window so far may still be in use
+            source.window((WINDOWS_IN_USE + 1) * chunk, 0)
             assert source._released == chunk  # now only the first is dropped
         finally:
             source.close()

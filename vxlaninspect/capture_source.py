@@ -1,15 +1,16 @@
 """The decompressed bytes of a capture, handed out as windows of about ``chunk_bytes``.
 
 A plain file is memory-mapped: a window is a view of the map, and pages behind
-the window before the current one are dropped from the process (a consumer may
-still be working on that one), so resident memory stays near two windows
-whatever the file size. Compressed input and pipes are streamed into a
-pair of reused buffers; the bytes of an incomplete record at the end of one
+the ``WINDOWS_IN_USE`` windows before the current one are dropped from the
+process (consumers may still be working on those), so resident memory stays near
+a few windows whatever the file size. Compressed input and pipes are streamed into a
+ring of reused buffers; the bytes of an incomplete record at the end of one
 window are carried to the start of the next.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import mmap
@@ -25,6 +26,9 @@ from .errors import CaptureError
 
 READ_BYTES = 1 << 20
 """The most bytes asked of a stream or decompressor in one read."""
+WINDOWS_IN_USE = 2
+"""Windows before the current one that a scan may still be reading: one being decoded while
+the next is read ahead, and one being counted into the tables while that is decoded."""
 
 
 class Window(NamedTuple):
@@ -58,12 +62,14 @@ class MappedFile:
         self._bytes: np.ndarray | None = np.frombuffer(self._map, dtype=np.uint8)
         self._chunk_bytes = chunk_bytes
         self._released = 0
-        self._previous = 0  # start of the window before the current one: its batches may still be in use
+        # Starts of the windows before the current one, whose batches may still be in use: one
+        # decoded while the next is read ahead, one counted into the tables while that is decoded.
+        self._in_use = collections.deque([0] * WINDOWS_IN_USE, maxlen=WINDOWS_IN_USE)
 
     def window(self, offset: int, need: int) -> Window:
         assert self._bytes is not None, "window of a closed source"
-        self._release_before(self._previous)
-        self._previous = offset
+        self._release_before(self._in_use[0])
+        self._in_use.append(offset)
         end = min(offset + max(self._chunk_bytes, need), len(self._bytes))
         return Window(self._bytes[offset:end], end == len(self._bytes))
 
@@ -84,11 +90,12 @@ class MappedFile:
 
 
 class StreamedBytes:
-    """A stream (decompressor, pipe, file object) read into two alternating buffers.
+    """A stream (decompressor, pipe, file object) read into a ring of reused buffers.
 
-    Each refill writes into the buffer not holding the current window. A buffer
-    that a delivered batch still views is replaced rather than overwritten, so
-    every batch stays valid for as long as the caller keeps it.
+    Each refill writes into the next buffer of the ring, which holds none of the
+    current window and the ``WINDOWS_IN_USE`` before it. A buffer that a
+    delivered batch still views is replaced rather than overwritten, so every
+    batch stays valid for as long as the caller keeps it.
     """
 
     def __init__(self, reader: BinaryIO | DecompressingReader, path: str, chunk_bytes: int) -> None:
@@ -96,7 +103,7 @@ class StreamedBytes:
         self._reader = reader
         self._path = path
         self._chunk_bytes = chunk_bytes
-        self._buffers = [np.empty(0, dtype=np.uint8), np.empty(0, dtype=np.uint8)]
+        self._buffers = [np.empty(0, dtype=np.uint8) for _ in range(WINDOWS_IN_USE + 1)]
         self._unshared = sys.getrefcount(self._buffers[0])
         self._current = 0
         self._start = 0  # stream offset of the current buffer's first byte
@@ -110,7 +117,7 @@ class StreamedBytes:
         if carried >= need or self._eof:
             return Window(_read_only(self._buffers[self._current][begin : self._filled]), self._eof)
         size = max(self._chunk_bytes, need)
-        target = 1 - self._current
+        target = (self._current + 1) % len(self._buffers)
         buffer = self._writable(target, size)
         buffer[:carried] = self._buffers[self._current][begin : self._filled]
         self._current, self._start = target, offset
