@@ -33,6 +33,7 @@ from numba import njit
 
 from .flow import Flow, Namer
 from .flow_columns import VNI, FlowColumns, canonical_order
+from .hashing import random_hash_factors
 from .schema import Encap, PacketFlag, Status
 
 DEFAULT_MAX_FLOWS = 100_000
@@ -94,12 +95,6 @@ _TCP, _UDP, _SCTP = 6, 17, 132
 _SYN, _ACK = 0x02, 0x10
 _S16, _S32 = np.uint64(16), np.uint64(32)
 _ZERO = np.uint64(0)
-
-
-def _hash_factors() -> np.ndarray:
-    """Random odd factors, one per key word: each table hashes differently, so no capture can be
-    made to collide in every table (which would make each lookup walk all flows)."""
-    return np.random.default_rng().integers(0, 1 << 64, size=_KEY_WORDS, dtype=np.uint64) | np.uint64(1)
 
 
 @njit(cache=True, nogil=True)
@@ -370,7 +365,7 @@ class FlowTable:
         self._budget = payload_total
         self._n = 0
         self._next_serial = 0
-        self._factors = _hash_factors()
+        self._factors = random_hash_factors(_KEY_WORDS)
         self._kept = np.empty((0, 4), dtype=np.int64)
         self._allocate(min(max_flows, 1024))
         self.evicted: dict[int | None, int] = {}

@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit
 
 from .addresses import ip_text
+from .hashing import random_hash_factors
 from .merging import pick_known
 from .schema import ENCAP_NAMES, Encap, PacketFlag, Status
 
@@ -62,12 +63,6 @@ _E_ESP_UDP = int(Encap.ESP_UDP)
 _S34 = np.uint64(34)
 _SUB_MASK = np.uint64((1 << 34) - 1)
 _ZERO = np.uint64(0)
-
-
-def _hash_factors() -> np.ndarray:
-    """Random odd factors, one per key word: each table hashes differently, so no capture can be
-    made to collide in every table."""
-    return np.random.default_rng().integers(0, 1 << 64, size=_KEY_WORDS, dtype=np.uint64) | np.uint64(1)
 
 
 @njit(cache=True, nogil=True)
@@ -310,7 +305,7 @@ class TunnelTable:
         self.max_entries = max_entries
         self._n = 0
         self._totals = np.zeros(_TOTALS, dtype=np.int64)
-        self._factors = _hash_factors()
+        self._factors = random_hash_factors(_KEY_WORDS)
         self._allocate(min(max_entries, 256))
 
     def __len__(self) -> int:
