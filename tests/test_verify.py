@@ -212,6 +212,23 @@ def test_an_ipv6_extension_header_past_the_payload_length_is_a_malformed_header(
     assert [(d.field, d.ours, d.tshark) for d in result.known[0].examples] == [("proto", "60", "43")]
 
 
+def test_ipv6_options_past_their_header_in_a_first_fragment_are_ipv6_options(tshark, tmp_path):
+    # Found by the fuzz test: after the Fragment header of a first fragment, Destination Options hold an
+    # option longer than the header. The decoder skips the header by its length and reads the UDP ports;
+    # tshark parses the option past the header's end and, the packet being a fragment, calls it unreassembled.
+    frame = bytes.fromhex(
+        "7a0000000002020000000001810000cb8100003d86dd6000000000422c4020010db800000000000000000000000120010db8"
+        "0000000000000000000000023c000001000000071101010400000000119412b6003200000c000009000d5d00450023910001"
+        "0000401100000a0000010a00000201bb0035123e0000f802d07250e5"
+    )
+    path = tmp_path / "fragment-options.pcap"
+    path.write_bytes(pcap_file([frame]))
+    result = verify(path, tshark=tshark)
+    assert result.ok and reasons(result) == {Reason.IPV6_OPTIONS, Reason.FRAGMENT_PAYLOAD}
+    (options,) = [known for known in result.known if known.reason == Reason.IPV6_OPTIONS]
+    assert {d.field for d in options.examples} == {"outer_sport", "outer_dport", "sport", "dport"}
+
+
 def test_linux_af_inet6_on_the_null_link_type(tshark, tmp_path):
     frames = [struct.pack("<I", 10) + ipv6(tcp(HTTP_GET), 6), struct.pack("<I", 2) + ipv4(tcp(HTTP_GET), 6)]
     path = tmp_path / "null.pcap"

@@ -178,7 +178,7 @@ def explain(field: str, pair: PacketPair) -> Reason | None:
     if status == Status.MALFORMED and after_stop and (frame.has_error or read_past or ipv6_length):
         return Reason.MALFORMED_HEADER
     if field in _AFTER_NEXT_HEADER and frame.protocols[-1:] and frame.protocols[-1] in _IPV6_EXTENSION_LAYERS:
-        return Reason.IPV6_OPTIONS if frame.has_error else None
+        return Reason.IPV6_OPTIONS if frame.has_error or read_past else None
     if field in APP_FIELDS and theirs is None and ours not in (None, NO):
         return Reason.NOT_DISSECTED
     if field == "tls" and ours == "record" and theirs == NO:
