@@ -229,6 +229,22 @@ def test_ipv6_options_past_their_header_in_a_first_fragment_are_ipv6_options(tsh
     assert {d.field for d in options.examples} == {"outer_sport", "outer_dport", "sport", "dport"}
 
 
+def test_the_flags_of_a_vxlan_header_between_two_other_tunnels_are_compared(tshark, tmp_path):
+    # Found by the fuzz test: Geneve, then VXLAN (flags 0x88), then ESP over IPv6. The VXLAN header is
+    # neither the outermost tunnel nor the innermost, and its flags were left out of the comparison.
+    frame = bytes.fromhex(
+        "02001900000202000000000108004500009500014000401100000a0000010a000002063217c10081000000006558158f7c"
+        "0002000000000202000000000108004500006300010000401100000a0000010a00000218eb12b5004f00008800000000ce"
+        "c60002000000000202000000000186dd600000000009324020010db800000000000000000000000120010db80000000000"
+        "000000000000023d90f63704be33ffff"
+    )
+    path = tmp_path / "middle-vxlan.pcap"
+    path.write_bytes(pcap_file([frame]))
+    result = verify(path, tshark=tshark)
+    assert result.ok and result.disagreements == ()
+    assert result.tally("vxlan_flags").agreed == 1 and result.tally("encap").agreed == 1
+
+
 def test_linux_af_inet6_on_the_null_link_type(tshark, tmp_path):
     frames = [struct.pack("<I", 10) + ipv6(tcp(HTTP_GET), 6), struct.pack("<I", 2) + ipv4(tcp(HTTP_GET), 6)]
     path = tmp_path / "null.pcap"

@@ -134,7 +134,7 @@ def row_view(packet: np.void, ports: np.ndarray) -> PacketView:
         tunnels=str(tunnels),
         outer_vni=None if int(row["outer_vni"]) == NO_VNI else str(int(row["outer_vni"])),
         vni=None if int(row["vni"]) == NO_VNI else str(int(row["vni"])),
-        vxlan_flags=f"0x{int(row['vxlan_flags']):02x}" if _vxlan_read(row, encap, outer) else None,
+        vxlan_flags=f"0x{int(row['vxlan_flags']):02x}" if _vxlan_read(row, encap, outer, flags) else None,
         outer_src=_ip(row["o_src_hi"], row["o_src_lo"]) if row["o_ipver"] else None,
         outer_dst=_ip(row["o_dst_hi"], row["o_dst_lo"]) if row["o_ipver"] else None,
         outer_proto=str(o_proto) if row["o_ipver"] else None,
@@ -169,12 +169,19 @@ def _outer_encap(row: Mapping[str, int], encap: int, tunnels: int, ports: np.nda
     return int(ports[dport] or ports[int(row["o_sport"])])
 
 
-def _vxlan_read(row: Mapping[str, int], encap: int, outer: int) -> bool:
-    """Whether a VXLAN or GPE header was read whole: the innermost one, or the outermost when it is the only one."""
+def _vxlan_read(row: Mapping[str, int], encap: int, outer: int, flags: PacketFlag) -> bool:
+    """Whether a VXLAN or GPE header was read whole: the innermost tunnel, the outermost, or one between them.
+
+    The decoder writes the flags byte only of a header read whole, so one
+    between them (under ESP, say, or a Geneve header) shows by its flags: a
+    nonzero byte, or a VXLAN header without its I flag.
+    """
     overlays = (Encap.VXLAN, Encap.VXLAN_GPE)
     if encap in overlays:
         return int(row["vni"]) != NO_VNI
-    return outer in overlays and int(row["outer_vni"]) != NO_VNI
+    if outer in overlays and int(row["outer_vni"]) != NO_VNI:
+        return True
+    return int(row["vxlan_flags"]) != 0 or PacketFlag.VXLAN_NO_VNI_FLAG in flags
 
 
 def _ports_decoded(row: Mapping[str, int], encap: int, status: int, flags: PacketFlag) -> bool:
