@@ -229,6 +229,24 @@ def test_ipv6_options_past_their_header_in_a_first_fragment_are_ipv6_options(tsh
     assert {d.field for d in options.examples} == {"outer_sport", "outer_dport", "sport", "dport"}
 
 
+def test_a_tunnel_followed_past_broken_ipv6_options_is_ipv6_options_down_to_the_addresses(tshark, tmp_path):
+    # Found by the fuzz test: Destination Options with an option longer than the header, then VXLAN twice
+    # and IPv4. tshark stops at the options; the decoder skips them by their length and follows both
+    # tunnels, so its innermost addresses are the IPv4 ones.
+    frame = bytes.fromhex(
+        "02000000000202000000000186dd6000000000933c4020010db800000000000000000000000120010db800000000000000"
+        "000000000200010104000000003cff010400000000110001040000000000162118007b00000000000000543b0002000000"
+        "000202000000000186dd600000000035114020010db800000000000000000000000120010db800000000000000000000"
+        "0002003512b500350000080000000096df0002000000000202000000000108004500001700014000406f00000a0000010a"
+        "00000254f425"
+    )
+    path = tmp_path / "options-then-tunnels.pcap"
+    path.write_bytes(pcap_file([frame]))
+    result = verify(path, tshark=tshark)
+    assert result.ok and reasons(result) == {Reason.IPV6_OPTIONS}
+    assert result.tally("src").known == result.tally("dst").known == 1
+
+
 def test_the_flags_of_a_vxlan_header_between_two_other_tunnels_are_compared(tshark, tmp_path):
     # Found by the fuzz test: Geneve, then VXLAN (flags 0x88), then ESP over IPv6. The VXLAN header is
     # neither the outermost tunnel nor the innermost, and its flags were left out of the comparison.

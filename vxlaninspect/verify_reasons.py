@@ -108,7 +108,8 @@ _INNER = frozenset({"src", "dst", "proto", "sport", "dport", "payload_wire", "tr
 _BEYOND_OUTER_TRANSPORT = _TUNNEL | _INNER
 """Fields that the choice made at the outer UDP header (which tunnel, if any) decides."""
 _AFTER_NEXT_HEADER = (_OUTER_TRANSPORT | _BEYOND_OUTER_TRANSPORT | {"outer_proto"}) - {"src", "dst"}
-"""Fields that an IPv6 header's (final) next header decides."""
+"""Fields that an IPv6 header's (final) next header decides; the innermost addresses too when the
+decoder followed a tunnel past it."""
 _LENGTH_FIELDS = ("truncated", "payload_wire")
 _PORTS = ("sport", "dport")
 _ICMPS = (1, 58)
@@ -177,7 +178,8 @@ def explain(field: str, pair: PacketPair) -> Reason | None:
     read_past = frame.get("_ws.short") or frame.get("_ws.unreassembled")  # tshark read past the bytes it had
     if status == Status.MALFORMED and after_stop and (frame.has_error or read_past or ipv6_length):
         return Reason.MALFORMED_HEADER
-    if field in _AFTER_NEXT_HEADER and frame.protocols[-1:] and frame.protocols[-1] in _IPV6_EXTENSION_LAYERS:
+    after_next_header = field in _AFTER_NEXT_HEADER or (field in ("src", "dst") and int(row["tunnels"]) > 0)
+    if after_next_header and frame.protocols[-1:] and frame.protocols[-1] in _IPV6_EXTENSION_LAYERS:
         return Reason.IPV6_OPTIONS if frame.has_error or read_past else None
     if field in APP_FIELDS and theirs is None and ours not in (None, NO):
         return Reason.NOT_DISSECTED
