@@ -8,11 +8,14 @@ import struct
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from benchmarks.generate import generate
 from tests.conftest import CORPUS, SAMPLES
 from vxlaninspect.addresses import split_endpoint
 from vxlaninspect.decoding import decode
+from vxlaninspect import flows as flows_module
 from vxlaninspect.flows import SEGMENT_OVERHEAD, Direction, FlowTable
 from vxlaninspect.scanning import Limits, scan
 
@@ -167,6 +170,32 @@ def test_eviction_keeps_the_most_recently_seen_flows_and_counts_the_rest() -> No
     assert not full.warnings
     again = scan(path, limits=Limits(max_flows=3))
     assert again.flows == bounded.flows, "each table hashes at random, yet which flows it keeps does not vary"
+
+
+def _lost_flows(table: FlowTable) -> int:
+    """Flows held that probing from their home slot would not find."""
+    rows = table._table
+    mask = len(rows) - 1
+    lost = 0
+    for slot in np.flatnonzero(rows[:, flows_module._SERIAL] != flows_module._EMPTY).tolist():
+        key = rows[slot, flows_module._KEY].copy()
+        home = flows_module._home(key.view(np.uint64), table._factors, table._shift)
+        lost += flows_module._probe(rows, key, home, mask) != slot
+    return lost
+
+
+def test_flows_held_through_evictions_stay_found(tmp_path: Path) -> None:
+    """Eviction frees slots inside runs of the open-addressing table: every flow kept must still be
+    found by probing from its home slot, after every chunk."""
+    path = tmp_path / "many-flows.pcap"
+    generate(path, size=4 << 20, flows=600, seed=3)
+    table = FlowTable(max_flows=32)
+    for decoded in decode(path, chunk_bytes=1 << 16):
+        table.add(decoded.rows)
+        assert _lost_flows(table) == 0
+    assert table.evicted_total > 1000  # flows come back after their eviction, again and again
+    flows, _ = table.render()
+    assert len(table) == len(flows) <= 32
 
 
 def tshark_payloads(tshark: str, path: Path) -> dict[tuple, bytes]:

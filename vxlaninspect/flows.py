@@ -138,6 +138,32 @@ def _rehash(old, new, factors, shift):
 
 
 @njit(cache=True, nogil=True)
+def _reseat(table, start, factors, shift):
+    """Move flows up into slots freed before them, in place, so that probing finds every flow again.
+
+    ``start`` is a slot that was free before any flow was removed: no run of
+    occupied slots crossed it, so walking the table from there takes every
+    run from its first slot on, and each flow's home comes before it in the
+    walk. Each flow moves to the first free slot from its home on, or stays.
+    """
+    mask = len(table) - 1
+    key = np.empty(_KEY_WORDS, dtype=np.uint64)
+    ikey = key.view(np.int64)
+    for step in range(1, len(table) + 1):
+        s = (start + step) & mask
+        if table[s, _SERIAL] == _EMPTY:
+            continue
+        for k in range(_KEY_WORDS):
+            ikey[k] = table[s, _KEY[k]]
+        slot = _home(key, factors, shift)
+        while slot != s and table[slot, _SERIAL] != _EMPTY:
+            slot = (slot + 1) & mask
+        if slot != s:
+            table[slot, :] = table[s, :]
+            table[s, _SERIAL] = _EMPTY
+
+
+@njit(cache=True, nogil=True)
 def _flow_key(r, key):
     """Write the key of packet ``r``'s flow into ``key`` (uint64, probe order); its direction, or -1 when it has no flow."""
     encap = int(r["encap"])
@@ -395,16 +421,22 @@ class FlowTable:
         if self._room < self.max_flows:
             self._allocate(min(2 * self._room, self.max_flows))
             return
-        held = np.flatnonzero(self._table[:, _SERIAL] != _EMPTY)
+        free = self._table[:, _SERIAL] == _EMPTY
+        held = np.flatnonzero(~free)
         count = max(1, self.max_flows // EVICT_FRACTION)
-        oldest = held[np.lexsort((self._table[held, _SERIAL], self._table[held, _LAST_TS]))[:count]]
+        last = self._table[held, _LAST_TS]
+        bound = np.partition(last, count - 1)[count - 1]
+        tied = held[last == bound]
+        tied = tied[np.argsort(self._table[tied, _SERIAL], kind="stable")]
+        oldest = np.concatenate((held[last < bound], tied))[:count]
         vnis, per_vni = np.unique(self._table[oldest, _K_VNI] % int(_HAS_HI) - 1, return_counts=True)
         for vni, evicted in zip(vnis.tolist(), per_vni.tolist()):
             key = None if vni < 0 else vni
             self.evicted[key] = self.evicted.get(key, 0) + evicted
+        start = int(np.argmax(free))  # free before the eviction (the table is at most half full)
         self._table[oldest, _SERIAL] = _EMPTY
         self._n -= count
-        self._allocate(self._room)  # probing needs the evicted slots' followers moved up
+        _reseat(self._table, start, self._factors, self._shift)
 
     def add(self, rows: np.ndarray, data: np.ndarray | None = None) -> None:
         """Count the packets of ``rows`` (``PACKET_DTYPE``); keep payload prefixes from ``data``, their buffer."""
