@@ -197,6 +197,21 @@ def test_an_ipv6_payload_length_past_the_frame_is_a_malformed_header(tshark, tmp
     assert {d.field for d in result.known[0].examples} >= {"sport", "dport"}
 
 
+def test_a_udp_length_of_zero_over_ipv6_is_a_malformed_header(tshark, tmp_path):
+    # Found by the fuzz test: UDP after an IPv6 Routing header, ports 0 and 0, length 0. The decoder
+    # stops at the length; tshark only warns (a jumbogram could have it) and shows ports 0 and 0.
+    frame = bytes.fromhex(
+        "020000000002020000000001810001f186dd60000000003a2b4020010db800000000000000000000000120010db80000"
+        "00000000000000000002110101040000000007b212b5003200000000000000005f000200000000020200000000010800"
+        "4f0000140001200340d200000a0000010a000002"
+    )
+    path = tmp_path / "udp-length-zero.pcap"
+    path.write_bytes(pcap_file([frame]))
+    result = verify(path, tshark=tshark)
+    assert result.ok and reasons(result) == {Reason.MALFORMED_HEADER}
+    assert {d.field for d in result.known[0].examples} >= {"sport", "dport"}
+
+
 def test_an_ipv6_extension_header_past_the_payload_length_is_a_malformed_header(tshark, tmp_path):
     # Found by the fuzz test: in Geneve, an IPv6 payload of 7 bytes holds the start of 16 bytes of Destination
     # Options. tshark reads their next header (routing) past the end and notes an unreassembled packet.

@@ -58,7 +58,7 @@ _TEXT = {
     Reason.MALFORMED_HEADER: (
         "a header that does not fit the length its enclosing header claims, or states an impossible "
         "length: both call the packet broken (vxlaninspect MALFORMED; tshark an error, a read past the end, or "
-        "a warning for an IPv6 payload length past the frame) but show different parts of it from there on"
+        "a warning for an IPv6 payload length or a UDP length) but show different parts of it from there on"
     ),
     Reason.NOT_FOLLOWED: (
         "a layer vxlaninspect does not follow (more VLAN tags or IPv6 extension headers than it walks, an "
@@ -174,9 +174,10 @@ def explain(field: str, pair: PacketPair) -> Reason | None:
         return Reason.CUT_WITHOUT_SNAPLEN
     if status == Status.TRUNCATED and after_stop:
         return Reason.CUT_HEADER
-    ipv6_length = int(row["error_layer"]) == Layer.IPV6 and frame.has_warning  # tshark warns, and reads on
+    # tshark only warns of a bad IPv6 payload length or UDP length, and reads on
+    warned_length = int(row["error_layer"]) in (Layer.IPV6, Layer.UDP) and frame.has_warning
     read_past = frame.get("_ws.short") or frame.get("_ws.unreassembled")  # tshark read past the bytes it had
-    if status == Status.MALFORMED and after_stop and (frame.has_error or read_past or ipv6_length):
+    if status == Status.MALFORMED and after_stop and (frame.has_error or read_past or warned_length):
         return Reason.MALFORMED_HEADER
     after_next_header = field in _AFTER_NEXT_HEADER or (field in ("src", "dst") and int(row["tunnels"]) > 0)
     if after_next_header and frame.protocols[-1:] and frame.protocols[-1] in _IPV6_EXTENSION_LAYERS:
