@@ -471,7 +471,7 @@ def test_fragmented_underlay_of_a_vxlan_packet_is_an_outer_fragment():
         (ipv4(tcp(b"", offset=4), 6), Layer.TCP),
         (ipv4(udp(b"abc", 1, 2, length=4), 17), Layer.UDP),
         (ipv4(udp(b"abc", 1, 2, length=40), 17), Layer.UDP),  # past the IP payload, not a fragment
-        (ipv4(udp(b"", 4500, 4500), 17), Layer.ESP),  # too short for the non-ESP marker
+        (ipv4(udp(b"\xfe", 4500, 4500), 17), Layer.ESP),  # too short for the non-ESP marker
         (ipv4(udp(b"\x00\x00\x00\x01\x00\x00", 51000, 4789), 17), Layer.VXLAN),
         (ipv6(tcp(b""), 6, plen=10), Layer.TCP),
         (ipv6(ipv6_ext(6, 16)[:8], 0), Layer.IPV6_EXTENSION),

@@ -856,10 +856,17 @@ def test_udp_4500_esp_ike_and_keepalive(body, encap, spi):
     assert (row["sport"], row["dport"], row["payload_len"], row["app"]) == (4500, 4500, 0, AppHint.NONE)
 
 
-@pytest.mark.parametrize("body", [b"", b"\xfe", b"\xff\xff", b"ab\n"])
+@pytest.mark.parametrize("body", [b"\xfe", b"\xff\xff", b"ab\n"])
 def test_udp_4500_payload_too_short_for_the_marker_is_malformed(body):
     row = decode_frame(ether(ipv4(udp(body, 4500, 4500), 17)), LinkType.ETHERNET)
     assert stopped(row) == (Status.MALFORMED, Layer.ESP) and row["encap"] == Encap.ESP_UDP
+
+
+@pytest.mark.parametrize("port", [4500, 4789, 6081, 4790])
+def test_an_empty_datagram_on_a_tunnel_port_is_plain_udp(port):
+    row = decode_frame(ether(ipv4(udp(b"", 50000, port), 17)), LinkType.ETHERNET)
+    assert stopped(row) == (Status.OK, Layer.NONE)
+    assert (row["encap"], row["tunnels"], row["dport"], row["payload_len"]) == (Encap.NONE, 0, port, 0)
 
 
 def test_udp_4500_cut_short_is_truncated_at_esp():

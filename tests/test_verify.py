@@ -212,6 +212,21 @@ def test_a_udp_length_of_zero_over_ipv6_is_a_malformed_header(tshark, tmp_path):
     assert {d.field for d in result.known[0].examples} >= {"sport", "dport"}
 
 
+def test_an_empty_datagram_on_a_tunnel_port_is_plain_udp(tshark, tmp_path):
+    # Found by the fuzz test (source port 4500, ESP-in-UDP's): tshark hands an empty payload to no
+    # dissector, and there is nothing to decapsulate, so the decoder reads no tunnel into it either.
+    ports = [(4500, 9529), (50000, 4789), (50000, 6081), (50000, 4790), (50000, 8472)]
+    frames = [ether(ipv4(udp(b"", sport, dport), 17)) for sport, dport in ports]
+    path = tmp_path / "empty-datagrams.pcap"
+    path.write_bytes(pcap_file(frames))
+    config = DecodeConfig(vxlan_ports=(4789, 8472))
+    result = verify(path, config, tshark=tshark)
+    assert result.ok and result.known == ()
+    assert result.tally("encap").agreed == result.tally("payload_wire").agreed == len(frames)
+    rows = next(decode(path, config=config)).rows
+    assert rows["status"].tolist() == [0] * len(frames) and rows["tunnels"].tolist() == [0] * len(frames)
+
+
 def test_an_ipv6_extension_header_past_the_payload_length_is_a_malformed_header(tshark, tmp_path):
     # Found by the fuzz test: in Geneve, an IPv6 payload of 7 bytes holds the start of 16 bytes of Destination
     # Options. tshark reads their next header (routing) past the end and notes an unreassembled packet.

@@ -542,7 +542,7 @@ def _decode_record(buf, start, caplen, linktype, ports, row):
             tunnel = np.int64(ports[np.uint64(dport)])
             if tunnel == _E_NONE:
                 tunnel = np.int64(ports[np.uint64(sport)])
-            if tunnel == _E_NONE:
+            if tunnel == _E_NONE or p == claim:  # an empty datagram carries no tunnel, whatever its ports
                 payload = p
                 break
             layer = _L_ESP

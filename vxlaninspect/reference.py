@@ -454,7 +454,8 @@ class _FrameDecoder:
             raise _Stop(Status.MALFORMED, Layer.UDP)
         inside = extent.within(claimed)
         payload = off + dpkt.udp.UDP.__hdr_len__
-        encap = self.ports[udp.dport] or self.ports[udp.sport]
+        # An empty datagram carries no tunnel, whatever its ports.
+        encap = (self.ports[udp.dport] or self.ports[udp.sport]) if payload < claimed else Encap.NONE
         if encap == Encap.VXLAN:
             self._vxlan(payload, inside)
         elif encap == Encap.GENEVE:
