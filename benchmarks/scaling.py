@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def machine_note(results: dict[str, object], out: Path) -> str:
-    """MACHINE.md: the machine, and the load average during this run and the peer runs found beside it."""
+    """MACHINE.md: the machine, and the load average during this run and the peer and decode runs found beside it."""
     commands = [" ".join(results["command"])]
     loads = [("scaling, start", results["machine"]["load_average"]), ("scaling, end", results["load_average_after"])]
     for peers in sorted(out.glob("peers*.json")):
@@ -370,6 +370,11 @@ def machine_note(results: dict[str, object], out: Path) -> str:
         commands.append(" ".join(found["command"]))
         loads.append((f"{peers.name}, start", found["machine"]["load_average"]))
         loads.append((f"{peers.name}, end", found["load_average_after"]))
+    for decoded in sorted(out.glob("decode*.json")):
+        found = json.loads(decoded.read_text())
+        commands.append(" ".join(["python -m benchmarks.decode_throughput", *found["command"][1:]]))
+        loads.append((f"{decoded.name}, start", found["machine"]["load_average_before"]))
+        loads.append((f"{decoded.name}, end", found["machine"]["load_average_after"]))
     note = markdown(results["machine"], "The machine these results were measured on", commands)
     rows = "\n".join(f"| {when} | {', '.join(f'{v:.2f}' for v in load)} |" for when, load in loads)
     return f"{note}\nLoad average (1, 5, 15 minutes) while measuring; the machine is shared, so other work ran too:\n\n| when | load |\n| --- | --- |\n{rows}\n"
