@@ -212,6 +212,25 @@ def test_a_udp_length_of_zero_over_ipv6_is_a_malformed_header(tshark, tmp_path):
     assert {d.field for d in result.known[0].examples} >= {"sport", "dport"}
 
 
+def test_a_tunnel_read_past_the_end_its_frame_allows_is_cut_without_snaplen(tshark, tmp_path):
+    # Found by the fuzz test (the first frame: an atomic IPv6 fragment): the IPv6 payload length and
+    # the UDP length reach past the frame, whose wire length is its captured length. The decoder reads
+    # the ESP header that was captured; tshark bounds the payload by the frame and stops at UDP.
+    found = bytes.fromhex(
+        "0200000000020200000000018100009d81000fff86dd6000000000832c4020010db800000000000000000000000120010d"
+        "b8000000000000000000000002110000000000000701401194007b000000063798000000014300006b000133844011000"
+        "00a0000010a00000217c112b500570000880000000486e80002000000000202000000"
+    )
+    esp = struct.pack(">II", 0x63798, 1) + bytes(40)
+    plain = ether(ipv6(udp(esp, 320, 4500, length=123), 17, payload_length=131), 0x86DD)
+    path = tmp_path / "claims-past-the-frame.pcap"
+    path.write_bytes(pcap_file([found, plain]))
+    result = verify(path, tshark=tshark)
+    assert result.ok and Reason.CUT_WITHOUT_SNAPLEN in reasons(result)
+    (cut,) = [known for known in result.known if known.reason == Reason.CUT_WITHOUT_SNAPLEN]
+    assert {(d.frame, d.field) for d in cut.examples} >= {(n, f) for n in (1, 2) for f in ("encap", "spi")}
+
+
 def test_an_empty_datagram_on_a_tunnel_port_is_plain_udp(tshark, tmp_path):
     # Found by the fuzz test (source port 4500, ESP-in-UDP's): tshark hands an empty payload to no
     # dissector, and there is nothing to decapsulate, so the decoder reads no tunnel into it either.

@@ -52,8 +52,9 @@ _TEXT = {
     ),
     Reason.CUT_WITHOUT_SNAPLEN: (
         "a frame that ends before its headers say, though its wire length is its captured length: "
-        "vxlaninspect reads only captured lengths and calls it cut (TRUNCATED or PAYLOAD_TRUNCATED), "
-        "tshark calls it malformed and bounds the payload by the wire length"
+        "vxlaninspect reads only captured lengths and calls it cut (TRUNCATED or PAYLOAD_TRUNCATED), or "
+        "reads the tunnel header that was captured; tshark calls it malformed and bounds the payload by the "
+        "wire length, which leaves a UDP length too long for it and no tunnel"
     ),
     Reason.MALFORMED_HEADER: (
         "a header that does not fit the length its enclosing header claims, or states an impossible "
@@ -170,7 +171,10 @@ def explain(field: str, pair: PacketPair) -> Reason | None:
     if fragment and field in _LENGTH_FIELDS:
         return Reason.FRAGMENT_PAYLOAD
     cut = status == Status.TRUNCATED or PacketFlag.PAYLOAD_TRUNCATED in flags
-    if cut and field in _LENGTH_FIELDS and int(row["caplen"]) == int(row["wirelen"]):
+    whole = int(row["caplen"]) == int(row["wirelen"])
+    if cut and field in _LENGTH_FIELDS and whole:
+        return Reason.CUT_WITHOUT_SNAPLEN
+    if whole and field in _BEYOND_OUTER_TRANSPORT and _udp_length_past_the_frame(row, pair.theirs, frame):
         return Reason.CUT_WITHOUT_SNAPLEN
     if status == Status.TRUNCATED and after_stop:
         return Reason.CUT_HEADER
@@ -187,6 +191,13 @@ def explain(field: str, pair: PacketPair) -> Reason | None:
     if field == "tls" and ours == "record" and theirs == NO:
         return Reason.TLS_PARTIAL_RECORD
     return None
+
+
+def _udp_length_past_the_frame(row: np.void, theirs: PacketView, frame: TsharkFrame) -> bool:
+    """Whether the decoder followed a UDP tunnel where tshark, having bounded the IP payload by the
+    frame (a warning), found the UDP length too long for it (an error) and stopped at UDP."""
+    stopped_at_udp = frame.protocols[-1:] == ("udp",) and theirs.tunnels == "0"
+    return stopped_at_udp and int(row["tunnels"]) > 0 and frame.has_warning and frame.has_error
 
 
 def _port_precedence(pair: PacketPair) -> bool:
