@@ -109,8 +109,8 @@ _INNER = frozenset({"src", "dst", "proto", "sport", "dport", "payload_wire", "tr
 _BEYOND_OUTER_TRANSPORT = _TUNNEL | _INNER
 """Fields that the choice made at the outer UDP header (which tunnel, if any) decides."""
 _AFTER_NEXT_HEADER = (_OUTER_TRANSPORT | _BEYOND_OUTER_TRANSPORT | {"outer_proto"}) - {"src", "dst"}
-"""Fields that an IPv6 header's (final) next header decides; the innermost addresses too when the
-decoder followed a tunnel past it."""
+"""Fields that an IPv6 header's (final) next header decides (``explain`` adds the innermost addresses
+when the decoder followed a tunnel past it)."""
 _LENGTH_FIELDS = ("truncated", "payload_wire")
 _PORTS = ("sport", "dport")
 _ICMPS = (1, 58)
