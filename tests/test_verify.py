@@ -231,6 +231,22 @@ def test_a_tunnel_read_past_the_end_its_frame_allows_is_cut_without_snaplen(tsha
     assert {(d.frame, d.field) for d in cut.examples} >= {(n, f) for n in (1, 2) for f in ("encap", "spi")}
 
 
+def test_a_udp_length_past_its_payload_inside_a_fragment_is_a_fragment_difference(tshark, tmp_path):
+    # Found by the fuzz test: an IPv4 first fragment carries VXLAN, IPv6 and UDP whose length passes
+    # the IPv6 payload. The decoder calls that UDP header malformed; tshark checks no UDP length in a
+    # fragment and reads its ports.
+    frame = bytes.fromhex(
+        "0200000000020200000000018100000b8100046008004500007600012000401100000a0000010a00000217c112b50062"
+        "0000000000000000860702000000000202000000000186dd60000000001c2b4020010db8000000000000000000000001"
+        "20010db8000000000000000000000002110101040000000001bb17c1066d0000000000009a9a9a9a9a9a9a9a"
+    )
+    path = tmp_path / "udp-in-a-fragment.pcap"
+    path.write_bytes(pcap_file([frame]))
+    result = verify(path, tshark=tshark)
+    assert result.ok and reasons(result) == {Reason.FRAGMENT_PAYLOAD}
+    assert {d.field for d in result.known[0].examples} >= {"sport", "dport"}
+
+
 def test_an_empty_datagram_on_a_tunnel_port_is_plain_udp(tshark, tmp_path):
     # Found by the fuzz test (source port 4500, ESP-in-UDP's): tshark hands an empty payload to no
     # dissector, and there is nothing to decapsulate, so the decoder reads no tunnel into it either.

@@ -89,7 +89,8 @@ _TEXT = {
     Reason.FRAGMENT_PAYLOAD: (
         "an IP fragment: vxlaninspect takes the payload length its headers claim (for a first fragment the "
         "whole datagram, so the payload is marked cut, PAYLOAD_TRUNCATED); tshark bounds it by the fragment, "
-        "gives no TCP length for a fragment and does not mark it cut"
+        "gives no TCP length for a fragment and does not mark it cut; nor does it check a UDP length "
+        "anywhere inside a fragment, which vxlaninspect calls malformed when it passes its IP payload"
     ),
     Reason.NULL_LINUX_INET6: (
         "BSD loopback (NULL) with address family 10, Linux's AF_INET6: vxlaninspect reads IPv6, "
@@ -169,6 +170,9 @@ def explain(field: str, pair: PacketPair) -> Reason | None:
         return Reason.SHORT_ICMP
     fragment = flags & (PacketFlag.FRAGMENT | PacketFlag.OUTER_FRAGMENT)
     if fragment and field in _LENGTH_FIELDS:
+        return Reason.FRAGMENT_PAYLOAD
+    udp_length = status == Status.MALFORMED and int(row["error_layer"]) == Layer.UDP
+    if fragment and udp_length and after_stop and not frame.has_error:
         return Reason.FRAGMENT_PAYLOAD
     cut = status == Status.TRUNCATED or PacketFlag.PAYLOAD_TRUNCATED in flags
     whole = int(row["caplen"]) == int(row["wirelen"])
