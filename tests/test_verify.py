@@ -247,6 +247,21 @@ def test_a_udp_length_past_its_payload_inside_a_fragment_is_a_fragment_differenc
     assert {d.field for d in result.known[0].examples} >= {"sport", "dport"}
 
 
+def test_a_lower_port_whose_dissector_shows_nothing_takes_precedence(tshark, tmp_path):
+    # Found by the fuzz test: UDP from port 319 (PTP) to 4789 carrying VXLAN. tshark tries the lower
+    # port first; its PTP dissector takes the payload and shows nothing, so no VXLAN follows.
+    frame = bytes.fromhex(
+        "0200000000020200000000018100011008004500009f00010000401100000a0000010a000002013f12b5008b00000800"
+        "000001a6240002000000000202000000000186dd600000007a323c4020010db8000000000000000000000001200"
+        "10db80000000000000000000000022c00010400000000330000fe00000007060100000000000000000000008912b600"
+        "000001000000016018faf0000000005353482d322e302d4f70656e5353485f392e360d0a"
+    )
+    path = tmp_path / "ptp-port.pcap"
+    path.write_bytes(pcap_file([frame]))
+    result = verify(path, tshark=tshark)
+    assert result.ok and reasons(result) == {Reason.PORT_PRECEDENCE}
+
+
 def test_an_empty_datagram_on_a_tunnel_port_is_plain_udp(tshark, tmp_path):
     # Found by the fuzz test (source port 4500, ESP-in-UDP's): tshark hands an empty payload to no
     # dissector, and there is nothing to decapsulate, so the decoder reads no tunnel into it either.

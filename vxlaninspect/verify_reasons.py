@@ -214,4 +214,6 @@ def _port_precedence(pair: PacketPair) -> bool:
             continue
         if table[other] or other in TSHARK_TUNNEL_PORTS or hop.following not in ("", "data"):
             return True
+        if hop.following == "" and other < chosen and not pair.frame.has_error:
+            return True  # the lower port's dissector, which tshark tries first, took the payload silently
     return False
