@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import importlib.util
 import io
 import json
 import os
@@ -50,6 +51,19 @@ def test_help_has_an_example_for_every_command():
 def test_help_does_not_load_numpy_or_numba():
     probe = "import sys, vxlaninspect.cli.main; print(any(m in sys.modules for m in ('numpy', 'numba')))"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="scipy absent: nothing to keep out")
+def test_a_command_starts_without_scipy_linear_algebra():
+    """numba would import SciPy's BLAS (0.2 s) on its first cached load; no command needs it."""
+    probe = (
+        "import sys; from vxlaninspect.cli.main import main\n"
+        "try: main(['scan', sys.argv[1], '--quiet'], standalone_mode=False)\n"
+        "except SystemExit: pass\n"
+        "print('scipy.linalg' in sys.modules, 'numba' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(LAB_PCAP)], capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-2:] == ["False", "True"]
 
 
 def test_scan_names_networks_and_leaked_services_of_the_lab():

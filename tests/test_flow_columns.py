@@ -70,7 +70,8 @@ def test_columns_agree_with_the_flows_rendered_from_them(path: Path) -> None:
     assert len(rendered) == len(flows)
     assert rendered == sorted(rendered, key=_numeric_order)
     assert flows.client_side.tolist() == [f.client_side for f in rendered]
-    assert flows.protocols() == [f.protocol for f in rendered]
+    codes, vocabulary = flows.protocol_codes()
+    assert [vocabulary[code] for code in codes.tolist()] == [f.protocol for f in rendered]
     assert flows.count_by_vni() == {
         vni: sum(f.vni == vni for f in rendered) for vni in {f.vni for f in rendered if f.vni is not None}
     }
@@ -113,6 +114,8 @@ def test_inspected_protocols_mark_the_flows_of_that_server() -> None:
     expected = [(f.key, "redis" if (f.vni, f.server) == (target.vni, target.server) else f.inspected) for f in flows]
     assert [(f.key, f.inspected) for f in marked] == expected
     assert any(f.inspected == "redis" for f in marked)
+    codes, vocabulary = marked.protocol_codes()
+    assert [vocabulary[code] for code in codes.tolist()] == [f.protocol for f in marked]
 
 
 def test_take_renders_just_the_flows_asked_for() -> None:

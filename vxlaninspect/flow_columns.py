@@ -267,11 +267,6 @@ class FlowColumns(Sequence[Flow]):
             return [None] * len(self)
         return self.names[np.arange(len(self)), 1 - self.client_side].tolist()
 
-    def protocols(self) -> list[str | None]:
-        """``Flow.protocol`` per flow: the inspected protocol, else the one the hints name."""
-        codes, vocabulary = self.protocol_codes()
-        return [vocabulary[code] for code in codes.tolist()]
-
     def protocol_codes(self) -> tuple[np.ndarray, list[str | None]]:
         """``Flow.protocol`` per flow as an index into the list returned with it, which is ordered
         by ``protocol_rank`` (so the smallest index of a group of flows is its strongest protocol)."""
