@@ -178,8 +178,8 @@ def _lost_flows(table: FlowTable) -> int:
     mask = len(rows) - 1
     lost = 0
     for slot in np.flatnonzero(rows[:, flows_module._SERIAL] != flows_module._EMPTY).tolist():
-        key = rows[slot, flows_module._KEY].copy()
-        home = flows_module._home(key.view(np.uint64), table._factors, table._shift)
+        key = tuple(np.uint64(word) for word in flows_module._row_key(rows, slot))
+        home = flows_module._home(key, table._factors, table._shift)
         lost += flows_module._probe(rows, key, home, mask) != slot
     return lost
 
