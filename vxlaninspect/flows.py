@@ -149,11 +149,16 @@ def _probe(table, key, slot, mask):
 
 @njit(cache=True, nogil=True, inline="always")
 def _row_key(table, slot):
-    """The key of the flow in ``slot``."""
-    return (
-        np.uint64(table[slot, _K_PORTS]), np.uint64(table[slot, _K_VNI]),
+    """The key of the flow in ``slot`` (its high address words read only when it has any)."""
+    vni = np.uint64(table[slot, _K_VNI])
+    low = (
+        np.uint64(table[slot, _K_PORTS]), vni,
         np.uint64(table[slot, _K_A_LO]), np.uint64(table[slot, _K_B_LO]),
         np.uint64(table[slot, _K_NODE_A_LO]), np.uint64(table[slot, _K_NODE_B_LO]),
+    )  # fmt: skip
+    if not vni & _HAS_HI:
+        return low + (_ZERO, _ZERO, _ZERO, _ZERO)
+    return low + (
         np.uint64(table[slot, _K_A_HI]), np.uint64(table[slot, _K_B_HI]),
         np.uint64(table[slot, _K_NODE_A_HI]), np.uint64(table[slot, _K_NODE_B_HI]),
     )  # fmt: skip
@@ -174,6 +179,25 @@ def _rehash(old, new, factors, shift):
         if old[s, _SERIAL] != _EMPTY:
             key = _row_key(old, s)
             new[_probe(new, key, _home(key, factors, shift), mask), :] = old[s, :]
+
+
+@njit(cache=True, nogil=True)
+def _held(table, n):
+    """The slots of the ``n`` flows held, their last packet times, and the first free slot (-1 when none);
+    one pass over the first cache line of every slot."""
+    slots = np.empty(n, dtype=np.int64)
+    last = np.empty(n, dtype=np.int64)
+    free = -1
+    k = 0
+    for s in range(len(table)):
+        if table[s, _SERIAL] == _EMPTY:
+            if free < 0:
+                free = s
+        elif k < n:
+            slots[k] = s
+            last[k] = table[s, _LAST_TS]
+            k += 1
+    return slots[:k], last[:k], free
 
 
 @njit(cache=True, nogil=True)
@@ -445,10 +469,8 @@ class FlowTable:
         if self._room < self.max_flows:
             self._allocate(min(2 * self._room, self.max_flows))
             return
-        free = self._table[:, _SERIAL] == _EMPTY
-        held = np.flatnonzero(~free)
+        held, last, start = _held(self._table, self._n)  # start: free before the eviction (at most half are held)
         count = max(1, self.max_flows // EVICT_FRACTION)
-        last = self._table[held, _LAST_TS]
         bound = np.partition(last, count - 1)[count - 1]
         tied = held[last == bound]
         tied = tied[np.argsort(self._table[tied, _SERIAL], kind="stable")]
@@ -457,7 +479,6 @@ class FlowTable:
         for vni, evicted in zip(vnis.tolist(), per_vni.tolist()):
             key = None if vni < 0 else vni
             self.evicted[key] = self.evicted.get(key, 0) + evicted
-        start = int(np.argmax(free))  # free before the eviction (the table is at most half full)
         self._table[oldest, _SERIAL] = _EMPTY
         self._n -= count
         _reseat(self._table, start, self._factors, self._shift)
