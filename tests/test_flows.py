@@ -8,6 +8,7 @@ import struct
 import subprocess
 from pathlib import Path
 
+import dpkt
 import numpy as np
 import pytest
 
@@ -196,6 +197,39 @@ def test_flows_held_through_evictions_stay_found(tmp_path: Path) -> None:
     assert table.evicted_total > 1000  # flows come back after their eviction, again and again
     flows, _ = table.render()
     assert len(table) == len(flows) <= 32
+
+
+def _ipv6_flows_capture(path: Path, flows: int, rounds: int) -> None:
+    """A capture of ``flows`` TCP flows between IPv6 hosts, each sending one packet per round."""
+    with path.open("wb") as f:
+        writer = dpkt.pcap.Writer(f)
+        for r in range(rounds):
+            for n in range(flows):
+                tcp = dpkt.tcp.TCP(sport=40000 + n % 20000, dport=6379, flags=dpkt.tcp.TH_ACK, data=b"PING\r\n")
+                ip = dpkt.ip6.IP6(
+                    src=ipaddress.IPv6Address(f"fd00::{n + 1:x}").packed,
+                    dst=ipaddress.IPv6Address("fd00::ffff").packed,
+                    nxt=dpkt.ip.IP_PROTO_TCP, hlim=64, data=tcp, plen=len(tcp),
+                )  # fmt: skip
+                frame = dpkt.ethernet.Ethernet(type=dpkt.ethernet.ETH_TYPE_IP6, data=ip)
+                writer.writepkt(bytes(frame), ts=r * flows + n)
+
+
+@pytest.mark.parametrize("max_flows", [32, 4096])
+def test_ipv6_flows_stay_found_as_the_table_grows_and_evicts(tmp_path: Path, max_flows: int) -> None:
+    """Flows whose keys have high address words are moved by growth (4096: the table grows from
+    1024 flows) and by eviction (32): probing must find each of them again, with all its packets."""
+    path = tmp_path / "ipv6-flows.pcap"
+    _ipv6_flows_capture(path, flows=3000, rounds=2)
+    table = FlowTable(max_flows=max_flows)
+    for decoded in decode(path, chunk_bytes=1 << 16):
+        table.add(decoded.rows)
+        assert _lost_flows(table) == 0
+    flows, _ = table.render()
+    assert len(flows) == min(3000, max_flows)
+    assert all(flow.a.startswith("[fd00::") for flow in flows)
+    # Visited in turn, a flow beyond the bound is evicted before its second packet comes.
+    assert {flow.packets for flow in flows} == {2 if max_flows >= 3000 else 1}
 
 
 def tshark_payloads(tshark: str, path: Path) -> dict[tuple, bytes]:

@@ -245,13 +245,16 @@ class FlowColumns(Sequence[Flow]):
     @cached_property
     def server_words(self) -> np.ndarray:
         """The server's address (hi, lo) per flow."""
-        side = (1 - self.client_side)[:, None]
-        return np.where(side == 0, self.keys[:, SIDE_A : SIDE_A + 2], self.keys[:, SIDE_B : SIDE_B + 2])
+        return self._address_words(1 - self.client_side)
 
     @cached_property
     def client_words(self) -> np.ndarray:
-        side = self.client_side[:, None]
-        return np.where(side == 0, self.keys[:, SIDE_A : SIDE_A + 2], self.keys[:, SIDE_B : SIDE_B + 2])
+        """The client's address (hi, lo) per flow."""
+        return self._address_words(self.client_side)
+
+    def _address_words(self, side: np.ndarray) -> np.ndarray:
+        """The address (hi, lo) of side ``side`` (0: ``a``, 1: ``b``) per flow."""
+        return np.where(side[:, None] == 0, self.keys[:, SIDE_A : SIDE_A + 2], self.keys[:, SIDE_B : SIDE_B + 2])
 
     @cached_property
     def server_port(self) -> np.ndarray:
